@@ -1,0 +1,154 @@
+"""Measurements the chapters make on a model, without editing it.
+
+* :func:`count_parameters`, :func:`count_macs` (``torch.utils.flop_counter``; the paper's "FLOPs"
+  are multiply-adds, half of what FlopCounterMode reports);
+* :func:`layer_responses` -- the std of each 3x3 layer's output after BN and before the ReLU or
+  addition (paper Fig. 7), or of each block's residual branch ``F(x)``;
+* :func:`activation_stats` / :func:`gradient_norms` -- forward activation std and backward
+  gradient norm per block (degradation is not vanishing gradients);
+* :func:`lesion` -- drop blocks at test time (Veit et al. 2016), :func:`path_length_counts`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models.blocks import is_block
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all of them, as the paper counts, unless ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_macs(model: nn.Module, x: Tensor) -> int:
+    """Multiply-accumulates of one forward pass on ``x``, via ``torch.utils.flop_counter``."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The model's residual/plain blocks in forward order, with their qualified names."""
+    return [(name, m) for name, m in model.named_modules() if is_block(m)]
+
+
+@contextlib.contextmanager
+def _hooks(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def layer_responses(model: nn.Module, x: Tensor, *, which: str = "bn") -> dict[str, float]:
+    """Std of layer responses, as in paper Fig. 7.
+
+    ``which="bn"``: the output of every BN inside a block (each 3x3 layer, after BN, before ReLU
+    or addition) -- the paper's definition.  ``which="branch"``: the output ``F(x)`` of each
+    block's residual branch (the last BN).  The model runs in eval mode; statistics are computed
+    inside the hooks, before any in-place ReLU can touch the tensors.
+    """
+    if which not in ("bn", "branch"):
+        raise ValueError(f"unknown response kind {which!r}; allowed: 'bn', 'branch'")
+    stds: dict[str, float] = {}
+    handles = []
+    for bname, block in blocks(model):
+        targets = [(f"{bname}.{n}", m) for n, m in block.named_children() if isinstance(m, nn.BatchNorm2d)]
+        if which == "branch":
+            targets = [(bname, block.last_bn)]
+        for tname, module in targets:
+            handles.append(
+                module.register_forward_hook(lambda m, i, o, key=tname: stds.__setitem__(key, o.float().std().item()))
+            )
+    was_training = model.training
+    model.eval()
+    with _hooks(handles):
+        model(x)
+    model.train(was_training)
+    return stds
+
+
+def activation_stats(model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, dict[str, float]]:
+    """Per block: std of its output and, if labels ``y`` are given, the norm of the loss gradient
+    with respect to that output (one forward/backward in the model's current mode)."""
+    outputs: dict[str, Tensor] = {}
+    handles = []
+    for name, block in blocks(model):
+
+        def hook(m, i, o, key=name):
+            if o.requires_grad:
+                o.retain_grad()
+            outputs[key] = o
+
+        handles.append(block.register_forward_hook(hook))
+    with _hooks(handles):
+        with torch.set_grad_enabled(y is not None):
+            logits = model(x)
+            if y is not None:
+                nn.functional.cross_entropy(logits.float(), y).backward()
+    stats = {}
+    for key, o in outputs.items():
+        entry = {"act_std": o.detach().float().std().item()}
+        if y is not None and o.grad is not None:
+            entry["grad_norm"] = o.grad.float().norm().item()
+        stats[key] = entry
+    model.zero_grad(set_to_none=True)
+    return stats
+
+
+def gradient_norms(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
+    """Norm of d(loss)/d(weight) for every convolution and linear layer, in forward order."""
+    model.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(x).float(), y).backward()
+    norms = {
+        name: m.weight.grad.norm().item()
+        for name, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.grad is not None
+    }
+    model.zero_grad(set_to_none=True)
+    return norms
+
+
+@contextlib.contextmanager
+def lesion(model: nn.Module, names: Iterable[str]) -> Iterator[nn.Module]:
+    """Drop the named blocks for the duration of the ``with`` (Veit et al. 2016).
+
+    A dropped residual block passes only its shortcut; a dropped plain block passes its input.
+    The model is restored afterwards even if the body raises.
+    """
+    table = dict(blocks(model))
+    names = list(names)
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError(f"not blocks of this model: {unknown}; blocks are e.g. {list(table)[:3]}...")
+    for n in names:
+        if not table[n].residual and not table[n].keeps_shape:
+            raise ValueError(f"block {n!r} changes shape and has no shortcut: it cannot be dropped")
+    try:
+        for n in names:
+            table[n].dropped = True
+        yield model
+    finally:
+        for n in names:
+            table[n].dropped = False
+
+
+def path_length_counts(num_blocks: int) -> list[int]:
+    """How many of the ``2**n`` paths through ``n`` residual blocks pass through ``k`` residual
+    branches, for ``k = 0..n`` -- the binomial coefficients C(n, k) (Veit et al. 2016, Sec. 3)."""
+    if not isinstance(num_blocks, int) or num_blocks < 0:
+        raise ValueError(f"num_blocks must be a non-negative integer; got {num_blocks!r}")
+    return [math.comb(num_blocks, k) for k in range(num_blocks + 1)]

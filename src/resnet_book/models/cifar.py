@@ -1,0 +1,122 @@
+"""The CIFAR-10 networks of paper Sec. 4.2.
+
+The first layer is a 3x3 convolution with 16 filters; then three stages of ``n`` blocks (``2n``
+layers) on 32x32, 16x16 and 8x8 feature maps with 16, 32 and 64 filters; then global average
+pooling and a 10-way fully-connected layer: ``6n + 2`` weighted layers in all.  Subsampling is by
+convolutions with stride 2 at the start of stages 2 and 3.
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .blocks import (
+    SHORTCUT_OPTIONS,
+    BasicBlock,
+    PlainBlock,
+    PreActBlock,
+    init_paper_,
+    make_shortcut,
+)
+
+CIFAR_WIDTHS = (16, 32, 64)
+PAPER_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+
+
+def check_num_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
+    return num_classes
+
+
+def cifar_blocks_per_stage(depth: object) -> int:
+    """``n`` for a depth ``6n + 2``; a ValueError naming the allowed depths otherwise."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            f"CIFAR ResNet depth must be 6n+2 for an integer n >= 1 (8, 14, 20, 26, ...; the paper uses "
+            f"{', '.join(map(str, PAPER_CIFAR_DEPTHS))}); got {depth!r}"
+        )
+    return (depth - 2) // 6
+
+
+class CifarResNet(nn.Module):
+    """ResNet (or its plain counterpart) for 32x32 inputs; see :func:`cifar_resnet`."""
+
+    def __init__(
+        self,
+        depth: int,
+        *,
+        residual: bool = True,
+        shortcut: str = "A",
+        preact: bool = False,
+        num_classes: int = 10,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        n = cifar_blocks_per_stage(depth)
+        check_num_classes(num_classes)
+        if shortcut not in SHORTCUT_OPTIONS:
+            raise ValueError(f"unknown shortcut option {shortcut!r}; allowed: {', '.join(SHORTCUT_OPTIONS)}")
+        if preact and not residual:
+            raise ValueError("preact=True needs residual=True: a pre-activation unit without its shortcut is a plain net")
+        self.depth, self.residual, self.shortcut_option, self.preact = depth, residual, shortcut, preact
+        block = PreActBlock if preact else (BasicBlock if residual else PlainBlock)
+
+        self.inplanes = CIFAR_WIDTHS[0]
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, padding=1, bias=False)
+        # The pre-activation net has no BN/ReLU here: the first unit starts with them.
+        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.layer1 = self._make_layer(block, CIFAR_WIDTHS[0], n, stride=1)
+        self.layer2 = self._make_layer(block, CIFAR_WIDTHS[1], n, stride=2)
+        self.layer3 = self._make_layer(block, CIFAR_WIDTHS[2], n, stride=2)
+        # Pre-activation nets end with the BN + ReLU that the last unit left out.
+        self.final_bn = nn.BatchNorm2d(CIFAR_WIDTHS[2]) if preact else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(CIFAR_WIDTHS[2] * block.expansion, num_classes)
+        init_paper_(self, zero_init_residual)
+
+    def _make_layer(self, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for i in range(blocks):
+            s = stride if i == 0 else 1
+            downsample = (
+                make_shortcut(self.shortcut_option, self.inplanes, planes * block.expansion, s)
+                if self.residual
+                else None
+            )
+            layers.append(block(self.inplanes, planes, s, downsample))
+            self.inplanes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x))) if not self.preact else self.conv1(x)
+        x = self.layer3(self.layer2(self.layer1(x)))
+        if self.preact:
+            x = self.relu(self.final_bn(x))
+        x = self.avgpool(x).flatten(1)
+        return self.fc(x)
+
+
+def cifar_resnet(
+    depth: int,
+    *,
+    residual: bool = True,
+    shortcut: str = "A",
+    preact: bool = False,
+    num_classes: int = 10,
+    zero_init_residual: bool = False,
+) -> CifarResNet:
+    """A CIFAR ResNet of ``depth = 6n + 2`` layers (paper Sec. 4.2).
+
+    ``residual=False`` gives the plain net with the same layers; ``shortcut`` is option
+    ``"A"`` (the paper's CIFAR choice), ``"B"`` or ``"C"``; ``preact=True`` uses the
+    pre-activation unit of the Identity Mappings paper.
+    """
+    return CifarResNet(
+        depth,
+        residual=residual,
+        shortcut=shortcut,
+        preact=preact,
+        num_classes=num_classes,
+        zero_init_residual=zero_init_residual,
+    )

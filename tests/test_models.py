@@ -1,0 +1,189 @@
+"""Exactness of the paper's networks: parameter counts, torchvision equivalence, FLOPs, structure."""
+import pytest
+import torch
+import torchvision
+
+from resnet_book.analysis import count_macs, count_parameters
+from resnet_book.models import (
+    BasicBlock,
+    Bottleneck,
+    PlainBlock,
+    PreActBlock,
+    ShortcutA,
+    build_model,
+    cifar_resnet,
+    imagenet_resnet,
+    parse_model_name,
+)
+
+# Paper Sec. 4.2 / Table 6 (0.27M ... 19.4M), exact counts for option A.
+CIFAR_PARAMS = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962, 1202: 19_421_274}
+TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160, 152: 60_192_808}
+PAPER_GMACS = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}  # paper Table 1, "FLOPs" = multiply-adds
+TORCHVISION_GFLOPS = {18: 1.81, 34: 3.66, 50: 4.09, 101: 7.80, 152: 11.51}  # torchvision model docs
+
+
+@pytest.mark.parametrize("depth", sorted(CIFAR_PARAMS))
+def test_cifar_parameter_counts_match_the_paper(depth):
+    assert count_parameters(cifar_resnet(depth)) == CIFAR_PARAMS[depth]
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_plain_net_has_the_same_layers_as_option_a(depth):
+    plain, res = cifar_resnet(depth, residual=False), cifar_resnet(depth)
+    assert count_parameters(plain) == CIFAR_PARAMS[depth]
+    assert [k for k in plain.state_dict()] == [k for k in res.state_dict()]
+    # Same weights, different function: only the shortcut differs.
+    plain.load_state_dict(res.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    assert not torch.allclose(plain.eval()(x), res.eval()(x))
+    assert all(type(b) is PlainBlock for b in plain.modules() if isinstance(b, BasicBlock))
+
+
+def test_shortcut_options_differ_only_by_projections():
+    a, b, c = (cifar_resnet(20, shortcut=o) for o in "ABC")
+    # B: two 1x1 projections (16->32, 32->64) + their BN.
+    assert count_parameters(b) - count_parameters(a) == (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    # C: a projection on all 9 shortcuts.
+    proj = 3 * (16 * 16 + 32) + (16 * 32 + 64) + 2 * (32 * 32 + 64) + (32 * 64 + 128) + 2 * (64 * 64 + 128)
+    assert count_parameters(c) - count_parameters(a) == proj
+    assert sum(isinstance(m, ShortcutA) for m in a.modules()) == 2
+
+
+def test_option_a_zero_pads_and_subsamples():
+    x = torch.randn(2, 16, 8, 8)
+    y = ShortcutA(16, 32, stride=2)(x)
+    assert y.shape == (2, 32, 4, 4)
+    assert torch.equal(y[:, :16], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(y[:, 16:]) == 0
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "preresnet20", "resnet18", "resnet50"])
+def test_output_shapes(name):
+    model = build_model(name).eval()
+    size = 32 if parse_model_name(name).family == "cifar" else 64
+    classes = 10 if size == 32 else 1000
+    assert model(torch.randn(2, 3, size, size)).shape == (2, classes)
+    assert build_model(name, num_classes=7).eval()(torch.randn(1, 3, size, size)).shape == (1, 7)
+
+
+def test_cifar_feature_map_sizes_and_widths():
+    model = cifar_resnet(20).eval()
+    shapes = []
+    for stage in (model.layer1, model.layer2, model.layer3):
+        stage.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+    model(torch.randn(1, 3, 32, 32))
+    assert shapes == [(16, 32, 32), (32, 16, 16), (64, 8, 8)]
+    n_conv = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert n_conv + 1 == 20  # 19 convolutions + 1 fully-connected layer
+
+
+@pytest.mark.parametrize("depth", sorted(TORCHVISION_PARAMS))
+def test_imagenet_matches_torchvision(depth):
+    ours = imagenet_resnet(depth).eval()
+    theirs = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
+    assert count_parameters(ours) == TORCHVISION_PARAMS[depth] == count_parameters(theirs)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    # Randomise BN statistics so the comparison is not trivially about zeros.
+    with torch.no_grad():
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("depth", sorted(PAPER_GMACS))
+def test_multiply_adds_match_paper_table_1(depth):
+    x = torch.randn(1, 3, 224, 224)
+    paper = count_macs(imagenet_resnet(depth, stride_in="1x1"), x) / 1e9
+    assert paper == pytest.approx(PAPER_GMACS[depth], rel=0.03)
+    v15 = count_macs(imagenet_resnet(depth, stride_in="3x3"), x) / 1e9
+    assert v15 == pytest.approx(TORCHVISION_GFLOPS[depth], rel=0.01)
+
+
+def test_stride_placement():
+    b1 = imagenet_resnet(50, stride_in="1x1").layer2[0]
+    b3 = imagenet_resnet(50, stride_in="3x3").layer2[0]
+    assert (b1.conv1.stride, b1.conv2.stride) == ((2, 2), (1, 1))
+    assert (b3.conv1.stride, b3.conv2.stride) == ((1, 1), (2, 2))
+    assert isinstance(b1, Bottleneck)
+
+
+def test_preactivation_ordering():
+    model = cifar_resnet(20, preact=True)
+    block = model.layer1[0]
+    assert isinstance(block, PreActBlock)
+    # BN -> ReLU -> conv, BN -> ReLU -> conv, in the order the forward pass calls them.
+    calls = []
+    for name in ("bn1", "relu", "conv1", "bn2", "conv2"):
+        getattr(block, name).register_forward_hook(lambda m, i, o, n=name: calls.append(n))
+    block(torch.randn(1, 16, 8, 8))
+    assert calls == ["bn1", "relu", "conv1", "bn2", "relu", "conv2"]
+    # Clean addition: output = x + F(x) exactly, nothing after.
+    block.eval()
+    x = torch.randn(1, 16, 8, 8)
+    assert torch.allclose(block(x), x + block.residual_branch(x))
+
+
+def test_residual_block_is_f_plus_x():
+    block = BasicBlock(16, 16).eval()
+    x = torch.relu(torch.randn(2, 16, 8, 8))
+    assert torch.allclose(block(x), torch.relu(block.residual_branch(x) + x))
+
+
+def test_zero_init_residual_starts_at_identity():
+    model = cifar_resnet(20, zero_init_residual=True).eval()
+    for block in model.layer1:
+        assert torch.count_nonzero(block.bn2.weight) == 0
+        x = torch.relu(torch.randn(1, 16, 8, 8))
+        assert torch.allclose(block(x), x)
+    pre = cifar_resnet(20, preact=True, zero_init_residual=True).eval()
+    x = torch.randn(1, 16, 8, 8)
+    assert torch.equal(pre.layer1[1](x), x)
+
+
+def test_he_init_and_bn_init():
+    model = cifar_resnet(56)
+    conv = model.layer2[1].conv1
+    fan_out = conv.out_channels * 9
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+    assert torch.all(model.layer1[0].bn1.weight == 1) and torch.all(model.layer1[0].bn1.bias == 0)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: cifar_resnet(21), "6n\\+2"),
+        (lambda: cifar_resnet(2), "6n\\+2"),
+        (lambda: cifar_resnet(20, shortcut="D"), "allowed: A, B, C"),
+        (lambda: cifar_resnet(20, num_classes=0), "positive integer"),
+        (lambda: cifar_resnet(20, num_classes=2.5), "positive integer"),
+        (lambda: imagenet_resnet(20), "18, 34, 50, 101, 152"),
+        (lambda: imagenet_resnet(50, stride_in="2x2"), "'1x1'"),
+        (lambda: imagenet_resnet(50, shortcut="Z"), "allowed: A, B, C"),
+        (lambda: imagenet_resnet(50, residual=False), "18 and 34"),
+        (lambda: build_model("resnet21"), "6n\\+2"),
+        (lambda: build_model("vgg16"), "allowed: resnet<d>"),
+        (lambda: build_model(56), "allowed: resnet<d>"),
+        (lambda: cifar_resnet(20, residual=False, preact=True), "preact"),
+    ],
+)
+def test_bad_input_names_what_is_allowed(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_registry():
+    assert parse_model_name("resnet50").family == "imagenet"
+    assert parse_model_name("cifar_resnet50").family == "cifar"
+    assert parse_model_name("resnet110").family == "cifar"
+    assert parse_model_name("plain56").residual is False
+    assert parse_model_name("preresnet110").preact is True
+    assert count_parameters(build_model("resnet56")) == CIFAR_PARAMS[56]
+    assert count_parameters(build_model("resnet34", shortcut="A")) < TORCHVISION_PARAMS[34]
