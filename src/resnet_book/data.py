@@ -117,7 +117,7 @@ def _load_image_folder(root: Path) -> CIFAR10:
     cached = cache_dir() / f"{source}-{key}.pt"
     if cached.exists():
         try:
-            t = torch.load(cached, weights_only=True)
+            t = torch.load(cached, weights_only=True, mmap=True)  # pages are read on use
             return CIFAR10(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], source, str(root))
         except Exception:  # a damaged cache is rebuilt, never trusted
             cached.unlink(missing_ok=True)

@@ -1,0 +1,158 @@
+"""``python -m resnet_book train | reproduce | bench | list``.
+
+Examples::
+
+    python -m resnet_book train --model resnet56 --budget cpu --seed 0
+    python -m resnet_book train --model resnet56 --budget cpu --seed 0 --resume
+    python -m resnet_book reproduce degradation --time-limit 540
+    python -m resnet_book bench --model resnet20
+    torchrun --nproc_per_node=2 -m resnet_book train --model resnet20 --budget paper
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from . import results
+from .data import DATA_ENV, DataNotFoundError, cache_dir, load_cifar10
+from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, train
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m resnet_book", description="Train and measure the ResNet book's models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--data", help=f"CIFAR-10 location (image folder or torchvision root); default ${DATA_ENV} or download")
+        sp.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 ...")
+        sp.add_argument("--results", help="results directory (default: the repository's data/results)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    t = sub.add_parser("train", help="train one model")
+    t.add_argument("--model", required=True, help="e.g. resnet20, plain56, preresnet110 (see `list`)")
+    t.add_argument("--budget", default="cpu", choices=list(BUDGETS), help="how much of the paper's recipe")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--shortcut", choices=["A", "B", "C"])
+    t.add_argument("--zero-init-residual", action="store_true")
+    t.add_argument("--normalization", default="per_pixel", choices=["per_pixel", "per_channel"])
+    t.add_argument("--val-size", type=int, default=0, help="held-out validation images (paper: 5000)")
+    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--warmup", default="auto", choices=["auto", "on", "off"])
+    t.add_argument("--iterations", type=int, help="override the budget's iteration count")
+    t.add_argument("--batch-size", type=int, help="override the budget's batch size")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--experiment", default="train", help="results subfolder (default: train)")
+    t.add_argument("--checkpoint", help="checkpoint file (default: the cache's checkpoints/<experiment>/<run>.pt)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint if there is one")
+    t.add_argument("--time-limit", type=float, help="seconds; then checkpoint and stop (continue with --resume)")
+    t.add_argument("--no-save", action="store_true", help="print the result instead of storing it")
+    common(t)
+
+    r = sub.add_parser("reproduce", help="run every model/seed an experiment needs (skips stored runs)")
+    r.add_argument("experiment")
+    r.add_argument("--budget", choices=list(BUDGETS), help="default: the experiment's")
+    r.add_argument("--seeds", type=int, nargs="+", help="default: the experiment's")
+    r.add_argument("--time-limit", type=float, help="seconds; then checkpoint and stop (run again to continue)")
+    r.add_argument("--checkpoints", help="checkpoint folder (default: the cache's checkpoints/)")
+    common(r)
+
+    b = sub.add_parser("bench", help="our trainer vs a torchvision DataLoader + transforms loop, images/s")
+    b.add_argument("--model", default="resnet20")
+    b.add_argument("--batch-size", type=int, default=128)
+    b.add_argument("--steps", type=int, default=30)
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--workers", type=int, help="baseline DataLoader workers (default: min(4, cores))")
+    b.add_argument("--json", help="also write the result to this file")
+    common(b)
+
+    sub.add_parser("list", help="models, budgets and experiments")
+    return p
+
+
+def _cmd_train(a) -> int:
+    config = TrainConfig(model=a.model, budget=a.budget, seed=a.seed, shortcut=a.shortcut,
+                         zero_init_residual=a.zero_init_residual, normalization=a.normalization,
+                         val_size=a.val_size, lr=a.lr, warmup=a.warmup, iterations=a.iterations,
+                         batch_size=a.batch_size, precision=a.precision, compile=a.compile)
+    if not a.no_save and results.has_run(a.experiment, config.run_id(), a.results):
+        raise FileExistsError(f"{results.record_path(a.experiment, config.run_id(), a.results)} is already stored; "
+                              f"delete it or pass another --experiment to train again")
+    ckpt = Path(a.checkpoint) if a.checkpoint else cache_dir() / "checkpoints" / a.experiment / f"{config.run_id()}.pt"
+    deadline = time.time() + a.time_limit if a.time_limit else None
+    rec = train(config, data_root=a.data, device=a.device, checkpoint=ckpt, resume=a.resume, deadline=deadline,
+                progress=not a.quiet, experiment=a.experiment)
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return 0
+    if rec["status"] != "complete":
+        print(f"paused at iteration {rec['step']}; checkpoint at {ckpt}; continue with --resume", file=sys.stderr)
+        return 0
+    f = rec["final"]
+    print(f"{config.run_id()}: train error {f['train_error']:.4f}, test error {f['test_error']:.4f} "
+          f"({rec['data']['source']}, budget {config.budget}, {rec['provenance']['device']}, "
+          f"{rec['provenance']['wall_time_s']:.0f} s)")
+    if a.no_save:
+        print(json.dumps(rec["final"]))
+    else:
+        print(f"stored {results.save_run(rec, root=a.results)}")
+    ckpt.unlink(missing_ok=True)
+    return 0
+
+
+def _cmd_reproduce(a) -> int:
+    from .experiments import reproduce
+
+    s = reproduce(a.experiment, budget=a.budget, seeds=tuple(a.seeds) if a.seeds else None, time_limit=a.time_limit,
+                  data_root=a.data, device=a.device, checkpoint_dir=a.checkpoints, results_root=a.results,
+                  progress=not a.quiet)
+    state = "complete" if s["finished"] and s["stored"] == s["total"] else "unfinished (run the same command again)"
+    print(f"{a.experiment}: {s['stored']}/{s['total']} runs stored, {s['trained']} trained now; {state}")
+    return 0
+
+
+def _cmd_bench(a) -> int:
+    from .bench import run_bench
+
+    r = run_bench(load_cifar10(a.data), model=a.model, batch_size=a.batch_size, steps=a.steps, warmup=a.warmup,
+                  device=None if a.device == "auto" else a.device, workers=a.workers)
+    print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps on {r['device']} (torch {r['torch']})")
+    print(f"  ours     {r['ours_images_per_s']:10.1f} images/s  ({r['ours']})")
+    print(f"  baseline {r['baseline_images_per_s']:10.1f} images/s  ({r['baseline']})")
+    print(f"  ratio    {r['ratio']:10.2f}x")
+    if a.json:
+        results.atomic_write_text(Path(a.json), json.dumps(r, indent=1) + "\n")
+    return 0
+
+
+def _cmd_list(a) -> int:
+    from .experiments import describe
+    from .models.registry import EXAMPLES, NAME_PATTERNS
+
+    print("models:  ", ", ".join(NAME_PATTERNS), "-- e.g.", ", ".join(EXAMPLES))
+    print("budgets:")
+    for b in BUDGETS.values():
+        print(f"  {b.name:7s} {b.description}")
+    print("experiments:")
+    print("\n".join("  " + line for line in describe().splitlines()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    handlers = {"train": _cmd_train, "reproduce": _cmd_reproduce, "bench": _cmd_bench, "list": _cmd_list}
+    try:
+        return handlers[a.command](a)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except (ValueError, DataNotFoundError, CheckpointError, results.ResultsError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        return 130

@@ -1,0 +1,116 @@
+"""The book's named experiments: which models, seeds and budget each needs, as data.
+
+``reproduce("degradation")`` trains every run an experiment needs that is not stored yet, resumes
+runs from their checkpoints, and can stop at a time limit (GPU time often comes in ~10-minute
+slots) to be continued by calling it again.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import results
+from .data import cache_dir, load_cifar10
+from .train import BUDGETS, TrainConfig, train
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    runs: tuple[tuple[str, dict], ...]  # (label, TrainConfig fields)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budget: str = "cpu"
+
+    def configs(self, budget: str | None = None, seeds: tuple[int, ...] | None = None) -> list[tuple[str, TrainConfig]]:
+        budget = budget or self.budget
+        if budget not in BUDGETS:
+            raise ValueError(f"unknown budget {budget!r}; allowed: {', '.join(BUDGETS)}")
+        return [(label, TrainConfig(budget=budget, seed=s, **fields))
+                for label, fields in self.runs for s in (seeds if seeds is not None else self.seeds)]
+
+
+def _depths(prefix: str, depths=(20, 32, 44, 56)) -> tuple[tuple[str, dict], ...]:
+    return tuple((f"{prefix}{d}", {"model": f"{prefix}{d}"}) for d in depths)
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment("smoke", "the code path end to end, in seconds (CI)",
+                   (("plain8", {"model": "plain8"}), ("resnet8", {"model": "resnet8"})), seeds=(0, 1), budget="smoke"),
+        Experiment("degradation", "plain-20/32/44/56 on CIFAR-10: deeper plain nets train worse (paper Fig. 6 left)",
+                   _depths("plain")),
+        Experiment("reversal", "ResNet-20/32/44/56 on CIFAR-10: deeper residual nets train better (paper Fig. 6 middle)",
+                   _depths("resnet")),
+        Experiment("preactivation", "original vs pre-activation unit, ResNet-56 (Identity Mappings, Table 2/Fig. 6)",
+                   (("resnet56", {"model": "resnet56"}), ("preresnet56", {"model": "preresnet56"}))),
+        Experiment("zero-init", "standard init vs zero-initialised last BN of each residual branch, ResNet-56",
+                   (("resnet56", {"model": "resnet56"}),
+                    ("resnet56-zero-init", {"model": "resnet56", "zero_init_residual": True}))),
+        Experiment("shortcuts", "shortcut options A/B/C on ResNet-32 (paper Table 3, CIFAR scale)",
+                   tuple((f"resnet32-{o}", {"model": "resnet32", "shortcut": o}) for o in "ABC")),
+    )
+}
+
+
+def get(name: str) -> Experiment:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
+
+
+def reproduce(
+    name: str,
+    *,
+    budget: str | None = None,
+    seeds: tuple[int, ...] | None = None,
+    time_limit: float | None = None,
+    data_root: str | None = None,
+    device: str | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    results_root: str | os.PathLike | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Run what ``name`` still needs; return counts of runs ``stored``/``trained``/``skipped`` and
+    whether it ``finished`` (False when the time limit paused a run: call again to continue)."""
+    exp = get(name)
+    configs = exp.configs(budget, seeds)
+    deadline = time.time() + time_limit if time_limit else None
+    ckpt_root = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
+    todo = [(label, c) for label, c in configs if not results.has_run(name, c.run_id(), results_root)]
+    summary = {"stored": len(configs) - len(todo), "trained": 0, "finished": True}
+    if todo:
+        data = load_cifar10(data_root)
+    for i, (label, config) in enumerate(todo, 1):
+        if deadline is not None and time.time() >= deadline:
+            summary["finished"] = False
+            break
+        ckpt = ckpt_root / name / f"{config.run_id()}.pt"
+        log(f"[{i}/{len(todo)}] {name}: {config.run_id()}" + (" (resuming)" if ckpt.exists() else ""))
+        rec = train(config, data=data, device=device, checkpoint=ckpt, resume=True, deadline=deadline,
+                    progress=progress, experiment=name, label=label)
+        if rec["status"] != "complete":
+            log(f"time limit reached at iteration {rec['step']}; checkpoint kept at {ckpt}. Run again to continue.")
+            summary["finished"] = False
+            break
+        path = results.save_run(rec, root=results_root)
+        ckpt.unlink(missing_ok=True)
+        summary["trained"] += 1
+        log(f"  test error {rec['final']['test_error']:.4f}, train error {rec['final']['train_error']:.4f} "
+            f"-> {path}")
+    summary["stored"] += summary["trained"]
+    summary["total"] = len(configs)
+    return summary
+
+
+def describe() -> str:
+    lines = []
+    for e in EXPERIMENTS.values():
+        labels = ", ".join(label for label, _ in e.runs)
+        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; seeds {list(e.seeds)}; budget {e.budget}")
+    return "\n".join(lines)
+

@@ -1,0 +1,181 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from resnet_book import results
+from resnet_book.train import (BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, learning_rate, load_checkpoint,
+                               train)
+
+SMOKE = dict(model="resnet8", budget="smoke")
+
+
+def test_same_seed_gives_identical_metrics(tiny):
+    a = train(TrainConfig(**SMOKE, seed=1), data=tiny, progress=False)
+    b = train(TrainConfig(**SMOKE, seed=1), data=tiny, progress=False)
+    c = train(TrainConfig(**SMOKE, seed=2), data=tiny, progress=False)
+    assert a["curves"] == b["curves"] and a["final"] == b["final"]
+    assert a["final"] != c["final"]
+
+
+def test_record_has_full_provenance(tiny):
+    r = train(TrainConfig(**SMOKE, val_size=100), data=tiny, progress=False, experiment="exp", label="lbl")
+    assert r["status"] == "complete" and r["label"] == "lbl"
+    assert r["data"]["source"] == "synthetic" and r["data"]["train_size"] == 300 and r["data"]["val_size"] == 100
+    for key in ("device", "torch", "git_commit", "wall_time_s", "precision", "started", "finished"):
+        assert key in r["provenance"]
+    assert r["budget"]["name"] == "smoke" and r["seed"] == 0 and r["throughput_images_per_s"] > 0
+    n = BUDGETS["smoke"].iterations // BUDGETS["smoke"].eval_every
+    assert r["curves"]["step"] == [BUDGETS["smoke"].eval_every * (i + 1) for i in range(n)]
+    assert all(v is not None for v in r["curves"]["val_error"]) and "val_error" in r["final"]
+    # conv1+bn 464, stage1 4,672, stage2 13,952, stage3 55,552, fc 650
+    assert r["model"]["parameters"] == 75_290
+
+
+def test_schedule_is_the_papers():
+    paper = BUDGETS["paper"]
+    cfg = TrainConfig(model="resnet110", budget="paper")
+    assert paper.milestones == (32_000, 48_000) and paper.iterations == 64_000 and paper.batch_size == 128
+    assert [learning_rate(cfg, paper, s, False) for s in (0, 31_999, 32_000, 48_000)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+    assert learning_rate(cfg, paper, 10, True) == pytest.approx(0.01)
+    assert cfg.uses_warmup and not TrainConfig(model="resnet56").uses_warmup
+
+
+def test_warmup_ends_when_training_error_drops_below_80_percent(tiny):
+    r = train(TrainConfig(**SMOKE, warmup="on", iterations=40), data=tiny, progress=False)
+    end = r["warmup_ended_at"]
+    assert end is not None and 1 <= end < 20
+    steps, lrs = r["curves"]["step"], r["curves"]["lr"]
+    assert all(lr == pytest.approx(0.01) for s, lr in zip(steps, lrs) if s <= end)
+    assert all(lr == pytest.approx(0.1) for s, lr in zip(steps, lrs) if end < s <= 20)
+    assert train(TrainConfig(**SMOKE), data=tiny, progress=False)["warmup_ended_at"] is None
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    cfg = TrainConfig(**SMOKE, lr=1e6, iterations=24)
+    with pytest.raises(TrainingDiverged, match="the loss became") as info:
+        train(cfg, data=tiny, checkpoint=ckpt, progress=False)
+    if ckpt.exists():  # whatever was kept is a good checkpoint
+        state = load_checkpoint(ckpt, cfg)
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+        assert str(ckpt) in str(info.value)
+
+
+def test_checkpoint_mismatch_and_corruption_are_refused(tiny, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    cfg = TrainConfig(**SMOKE, iterations=16)
+    r = train(cfg, data=tiny, checkpoint=ckpt, progress=False, deadline=0)
+    assert r["status"] == "paused" and ckpt.exists()
+    with pytest.raises(CheckpointError, match="seed: checkpoint 0 vs now 5"):
+        train(TrainConfig(**SMOKE, iterations=16, seed=5), data=tiny, checkpoint=ckpt, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="pass resume=True"):
+        train(cfg, data=tiny, checkpoint=ckpt, progress=False)
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        train(cfg, data=tiny, checkpoint=ckpt, resume=True, progress=False)
+    assert ckpt.read_bytes() == b"not a checkpoint"  # left in place
+
+
+def test_paused_then_resumed_equals_uninterrupted(tiny, tmp_path):
+    cfg = TrainConfig(**SMOKE)
+    full = train(cfg, data=tiny, progress=False)
+    ckpt = tmp_path / "run.pt"
+    part = train(cfg, data=tiny, checkpoint=ckpt, progress=False, deadline=time.time() + 0.5)
+    while part["status"] == "paused":
+        part = train(cfg, data=tiny, checkpoint=ckpt, resume=True, progress=False, deadline=time.time() + 0.5)
+    assert part["final"] == full["final"] and part["curves"] == full["curves"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(budget="huge"), "allowed: smoke, cpu, paper"),
+        (dict(model="resnet21"), "6n\\+2"),
+        (dict(warmup="maybe"), "auto, on, off"),
+        (dict(iterations=0), "positive integer"),
+        (dict(precision="fp8"), "auto, fp32, bf16"),
+    ],
+)
+def test_bad_config_is_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.Popen([sys.executable, "-m", "resnet_book", *args], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted(tiny_folder, tmp_path):
+    common = ["train", "--model", "resnet8", "--budget", "smoke", "--iterations", "48", "--data", str(tiny_folder), "--quiet"]
+    p = _cli(*common, "--results", str(tmp_path / "a"))
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    ckpt = tmp_path / "ckpt.pt"
+    p = _cli(*common, "--results", str(tmp_path / "b"), "--checkpoint", str(ckpt))
+    deadline = time.time() + 300
+    while not ckpt.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert ckpt.exists() and not (tmp_path / "b").exists(), "the run should have been killed mid-way"
+    p = _cli(*common, "--results", str(tmp_path / "b"), "--checkpoint", str(ckpt), "--resume")
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    (a,) = results.load("train", root=tmp_path / "a").records
+    (b,) = results.load("train", root=tmp_path / "b").records
+    assert a["final"] == b["final"] and a["curves"] == b["curves"]
+    assert not ckpt.exists()  # a finished run removes its checkpoint
+
+
+def test_cli_errors_are_one_clear_line(tmp_path, tiny_folder):
+    p = _cli("train", "--model", "resnet21", "--data", str(tiny_folder))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and err.strip().startswith("error:") and "6n+2" in err and "Traceback" not in err
+    p = _cli("reproduce", "nonsense")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "allowed: smoke" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    p = _cli("train", "--model", "resnet8", "--budget", "smoke", "--iterations", "2", "--data", str(tiny_folder),
+             "--results", str(blocker / "sub"), "--quiet")
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 2 and "cannot write results" in err and "Traceback" not in err
+
+
+def test_reproduce_skips_stored_runs_and_continues_after_a_time_limit(tiny_folder, tmp_path):
+    from resnet_book.experiments import reproduce
+
+    kw = dict(data_root=str(tiny_folder), results_root=tmp_path / "res", checkpoint_dir=tmp_path / "ck",
+              progress=False, log=lambda *a: None)
+    first = reproduce("smoke", time_limit=1e-9, **kw)
+    assert not first["finished"] and first["trained"] == 0
+    done = reproduce("smoke", **kw)
+    assert done["finished"] and done["stored"] == done["total"] == 4
+    again = reproduce("smoke", **kw)
+    assert again["trained"] == 0 and again["stored"] == 4
+    runs = results.load("smoke", root=tmp_path / "res")
+    summary = runs.summary()
+    assert set(summary) == {"plain8", "resnet8"} and summary["resnet8"]["n"] == 2
+    assert runs.budgets == {"smoke"} and runs.sources == {"cifar10-imagefolder"}
+    assert "budget smoke" in runs.describe()
+
+
+def test_results_store_is_atomic_and_never_overwrites(tmp_path):
+    rec = {"experiment": "e", "run_id": "r", "config": {"model": "m"}, "final": {"test_error": 0.5},
+           "provenance": {"device": "d"}, "budget": {"name": "smoke"}, "data": {"source": "s"}, "seed": 0}
+    path = results.save_run(rec, root=tmp_path)
+    assert json.loads(path.read_text())["final"]["test_error"] == 0.5
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        results.save_run(rec, root=tmp_path)
+    assert not list(tmp_path.rglob("*.tmp"))
+    with pytest.raises(ValueError, match="no slashes"):
+        results.save_run({**rec, "experiment": "../evil"}, root=tmp_path)
+    m, s = results.mean_std([1.0, 2.0, 3.0])
+    assert m == 2.0 and s == pytest.approx(1.0) and math.isnan(results.mean_std([])[0])
