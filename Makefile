@@ -1,0 +1,75 @@
+# The two commands: `make book` (set up, build the HTML book) and `make test` (set up, run every test).
+# Both need only python3: everything else is installed into .venv/ with pinned versions.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JB := $(BIN)/jupyter-book
+
+# Where CIFAR-10 lives: the offline JPEG copy beside the repository if there is one, else
+# torchvision's download. Decoded tensors and downloads are cached in .cache/ (git-ignored).
+SHARED_CIFAR := $(abspath $(CURDIR)/../shared/data/cifar10-jpeg)
+ifeq ($(origin RESNET_BOOK_DATA), undefined)
+  ifneq ($(wildcard $(SHARED_CIFAR)/train),)
+    export RESNET_BOOK_DATA := $(SHARED_CIFAR)
+  endif
+endif
+export RESNET_BOOK_CACHE ?= $(CURDIR)/.cache
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard book/*.ipynb)
+
+.PHONY: book test setup assets unit notebooks book-strict browser sync-notebooks student clean help
+
+help:
+	@echo "make book   - set up and build the HTML book into _build/html"
+	@echo "make test   - set up and run every test (unit, notebooks, strict build, browser)"
+
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip==26.3"
+	$(BIN)/python -m pip install -q -c requirements/constraints.txt -e ".[book,test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+assets: setup
+	$(BIN)/python tools/fetch_assets.py
+
+book: setup assets
+	$(JB) build .
+	@echo
+	@echo "The book is in _build/html. Open: file://$(CURDIR)/_build/html/index.html"
+
+unit: setup
+	$(BIN)/python -m pytest -q -m 'not browser' tests
+
+notebooks: setup
+	@if [ -n "$(NOTEBOOKS)" ]; then \
+	  RESNET_BOOK_BUDGET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider $(NOTEBOOKS); \
+	else echo "no notebooks yet"; fi
+
+book-strict: setup assets
+	$(JB) build . -W -n --keep-going
+
+browser: setup
+	bash tools/ensure_chromium.sh
+	$(BIN)/python -m pytest -q -m browser tests
+
+test: setup
+	$(MAKE) unit
+	$(MAKE) notebooks
+	$(MAKE) book-strict
+	$(MAKE) browser
+
+sync-notebooks: setup
+	$(BIN)/python tools/sync_notebooks.py
+
+student: setup
+	$(BIN)/python tools/make_student.py
+
+clean:
+	rm -rf _build build

@@ -1,0 +1,41 @@
+"""ipywidgets explorers for the book (core ipywidgets only, so they work in Colab and in the
+rendered book's static widget view)."""
+from __future__ import annotations
+
+import html
+
+from . import results
+
+
+def runs_table_html(runs: results.Runs, metric: str = "test_error") -> str:
+    """An HTML table: one row per label with mean ± std of ``metric`` over seeds and provenance."""
+    if not len(runs):
+        return f"<p>No stored runs for <code>{html.escape(runs.experiment)}</code> yet.</p>"
+    rows = []
+    for label, s in runs.summary(metric).items():
+        rs = runs.groups()[label]
+        budget = ", ".join(sorted({r["budget"]["name"] for r in rs}))
+        source = ", ".join(sorted({r["data"]["source"] for r in rs}))
+        device = ", ".join(sorted({r["provenance"]["device"] for r in rs}))
+        rows.append(f"<tr><td>{html.escape(label)}</td><td>{100 * s['mean']:.2f} ± {100 * s['std']:.2f}</td>"
+                    f"<td>{s['n']}</td><td>{html.escape(budget)}</td><td>{html.escape(source)}</td>"
+                    f"<td>{html.escape(device)}</td></tr>")
+    head = (f"<tr><th>run</th><th>{metric.replace('_', ' ')} (%)</th><th>seeds</th><th>budget</th>"
+            f"<th>data</th><th>device</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def results_browser(experiment_names, *, root=None, metric: str = "test_error"):
+    """A dropdown of experiments and the table of their stored runs (mean ± std over seeds)."""
+    import ipywidgets as W
+
+    names = list(experiment_names)
+    pick = W.Dropdown(options=names, value=names[0], description="experiment")
+    table = W.HTML()
+
+    def show(change=None):
+        table.value = runs_table_html(results.load(pick.value, root=root), metric)
+
+    pick.observe(show, names="value")
+    show()
+    return W.VBox([pick, table])
