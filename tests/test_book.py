@@ -1,0 +1,69 @@
+"""The book's sources: notebooks committed clean, Colab cells identical and derived from
+_config.yml, the how-to-use page's budget table equal to the library's budgets."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from resnet_book.train import BUDGETS
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted([*REPO.glob("notebooks/*.ipynb"), *REPO.glob("book/*.ipynb")])
+sys.path.insert(0, str(REPO / "tools"))
+import sync_notebooks  # noqa: E402
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_colab_cells_are_identical_and_first(path):
+    cells = _cells(path)
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).startswith("# ")
+    assert "colab-badge" in cells[1]["metadata"]["tags"]
+    assert "".join(cells[1]["source"]) == sync_notebooks.badge_source(path)
+    assert "colab-setup" in cells[2]["metadata"]["tags"]
+    assert "".join(cells[2]["source"]) == sync_notebooks.setup_source()
+    # the only code before the setup cell is none: it runs first
+    assert all(c["cell_type"] == "markdown" for c in cells[:2])
+
+
+def test_setup_cell_installs_from_the_configured_repository_and_does_nothing_elsewhere():
+    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
+    src = sync_notebooks.setup_source()
+    assert f"git+{cfg['repository']['url']}@{cfg['resnet_book']['install_ref']}" in src
+    namespace = {}
+    exec(compile(src, "<setup>", "exec"), namespace)  # outside Colab: no install, no error
+    assert "google.colab" not in sys.modules
+
+
+def test_sync_check_passes():
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "sync_notebooks.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def test_every_notebook_and_page_is_in_the_toc():
+    toc = (REPO / "_toc.yml").read_text()
+    listed = set(re.findall(r"file:\s*(\S+)", toc)) | {yaml.safe_load(toc)["root"]}
+    pages = {p.relative_to(REPO).with_suffix("").as_posix() for p in [*REPO.glob("book/*.md"), *NOTEBOOKS]}
+    assert pages == listed
+
+
+def test_budget_table_matches_the_library():
+    text = (REPO / "book" / "how-to-use.md").read_text()
+    for b in BUDGETS.values():
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{b.name}` |"))
+        assert f"{b.iterations:,} × {b.batch_size}" in row
+        assert f"{b.train_size or 50_000:,}" in row and f"{b.test_size or 10_000:,}" in row
