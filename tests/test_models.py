@@ -187,3 +187,27 @@ def test_registry():
     assert parse_model_name("preresnet110").preact is True
     assert count_parameters(build_model("resnet56")) == CIFAR_PARAMS[56]
     assert count_parameters(build_model("resnet34", shortcut="A")) < TORCHVISION_PARAMS[34]
+
+
+def test_deeper_plain_net_built_from_identities_computes_the_same_function():
+    from resnet_book.models.surgery import deepen_with_identity_blocks
+
+    torch.manual_seed(0)
+    shallow = cifar_resnet(20, residual=False)
+    with torch.no_grad():  # make BN statistics non-trivial, as after training
+        for m in shallow.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    shallow.eval()
+    deep = deepen_with_identity_blocks(shallow, 56)
+    assert count_parameters(deep) == CIFAR_PARAMS[56]
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        a, b = shallow(x), deep(x)
+    assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+    assert torch.equal(a.argmax(1), b.argmax(1))
+    with pytest.raises(ValueError, match="plain nets"):
+        deepen_with_identity_blocks(cifar_resnet(20), 56)
+    with pytest.raises(ValueError, match="not deeper"):
+        deepen_with_identity_blocks(shallow, 14)

@@ -68,6 +68,18 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
+BUDGET_ENV = "RESNET_BOOK_BUDGET"
+
+
+def live_budget() -> str:
+    """The budget for cells that train live in a notebook: :data:`BUDGET_ENV` if set, else
+    ``cpu`` on a GPU machine and ``smoke`` on a CPU (so every notebook runs in a minute or two)."""
+    name = os.environ.get(BUDGET_ENV) or ("cpu" if torch.cuda.is_available() else "smoke")
+    if name not in BUDGETS:
+        raise ValueError(f"{BUDGET_ENV}={name!r} is not a budget; allowed: {', '.join(BUDGETS)}")
+    return name
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
@@ -197,6 +209,20 @@ class RunState:
     images_seen: int = 0
 
 
+def dataset_for(config: TrainConfig, data: data_mod.CIFAR10) -> tuple[data_mod.CIFAR10, data_mod.Normalize]:
+    """The images a run with ``config`` trains and tests on, and its fitted normalisation."""
+    budget = config.effective_budget
+    ds = data_mod.prepare(data, train_size=budget.train_size, test_size=budget.test_size,
+                          val_size=config.val_size, seed=config.data_seed)
+    return ds, data_mod.Normalize(ds.train_images, config.normalization)
+
+
+def error_rate(model: nn.Module, images, labels, normalize) -> float:
+    """Error of ``model`` (in eval mode, fp32, single centre view) on uint8 ``images``."""
+    device = next(model.parameters()).device
+    return evaluate(model, images.to(device), labels.to(device), normalize.to(device), autocast=contextlib.nullcontext)[1]
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, images, labels, normalize, *, autocast, batch_size: int = 1000) -> tuple[float, float]:
     """(mean loss, error rate) on the single centre view."""
@@ -225,12 +251,14 @@ def train(
     progress: bool = True,
     experiment: str = "train",
     label: str | None = None,
-) -> dict:
+    return_model: bool = False,
+):
     """Train one run and return its result record (``status`` "complete" or "paused").
 
     ``checkpoint``: where to save checkpoints every ``budget.checkpoint_every`` iterations; with
     ``resume=True`` an existing one is continued.  ``deadline`` (a ``time.time()`` value): save a
-    checkpoint and return a "paused" record once it has passed.
+    checkpoint and return a "paused" record once it has passed.  ``return_model=True`` returns
+    ``(record, model)`` so a notebook can go on measuring the trained network.
     """
     budget = config.effective_budget
     dev = pick_device(device)
@@ -248,9 +276,7 @@ def train(
 
     # --- data: decoded once, subset chosen by data_seed, then resident on the device
     full = data if data is not None else data_mod.load_cifar10(data_root)
-    ds = data_mod.prepare(full, train_size=budget.train_size, test_size=budget.test_size,
-                          val_size=config.val_size, seed=config.data_seed)
-    normalize = data_mod.Normalize(ds.train_images, config.normalization)
+    ds, normalize = dataset_for(config, full)
     batches = data_mod.TrainBatches(ds.train_images, ds.train_labels, normalize, batch_size=budget.batch_size,
                                     seed=config.seed, device=dev, rank=ctx.rank, world_size=ctx.world_size)
     test_x, test_y = ds.test_images.to(dev), ds.test_labels.to(dev)
@@ -391,7 +417,7 @@ def train(
         if val:
             final["val_error"] = c["val_error"][-1]
     spec = parse_model_name(config.model)
-    return {
+    record = {
         "experiment": experiment,
         "run_id": config.run_id(),
         "label": label or config.model,
@@ -414,3 +440,4 @@ def train(
         "curves": c,
         "final": final,
     }
+    return (record, model) if return_model else record

@@ -1,0 +1,70 @@
+"""Auto-checks for the book's code exercises.
+
+Each ``check_*`` function takes the learner's answer, compares it with the library's own
+implementation, and either returns a short confirmation or raises :class:`ExerciseError` whose
+message says what is wrong and gives a hint -- never the solution.  An answer that is still the
+student template (``raise NotImplementedError``) gets a message that says so.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .analysis import count_parameters
+from .models import PlainBlock, cifar_resnet
+from .models.surgery import make_identity_
+
+
+class ExerciseError(AssertionError):
+    """A wrong answer, with a hint."""
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except NotImplementedError as err:
+        raise ExerciseError("This exercise is not implemented yet: replace `raise NotImplementedError` with your "
+                            "answer and run the cell again.") from err
+
+
+def check_cifar_parameter_count(fn) -> str:
+    """``fn(n)`` must return the parameter count of the CIFAR plain net with ``6n + 2`` layers
+    (convolutions without bias, BN with gamma and beta, a 64 -> 10 fully-connected layer)."""
+    for n in (1, 3, 9, 18):
+        want = count_parameters(cifar_resnet(6 * n + 2, residual=False))
+        got = _call(fn, n)
+        if not isinstance(got, int):
+            raise ExerciseError(f"return an int; got {type(got).__name__}")
+        if got != want:
+            hint = ("Count per stage: the first block of stages 2 and 3 changes the width, the others do not. "
+                    "Each 3x3 convolution has in*out*9 weights and each BN 2*channels parameters; "
+                    "do not forget the first convolution, its BN, and the classifier's bias.")
+            raise ExerciseError(f"for n={n} (depth {6 * n + 2}) you returned {got:,}, which is off by {got - want:+,}. {hint}")
+    return "Correct: your formula matches the library for depths 8, 20, 56 and 110."
+
+
+def check_identity_block(fn) -> str:
+    """``fn(block)`` must modify a shape-keeping :class:`PlainBlock` in place so that, in eval
+    mode, it returns its (non-negative) input unchanged."""
+    torch.manual_seed(0)
+    block = PlainBlock(16, 16)
+    with torch.no_grad():
+        for bn in (block.bn1, block.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    _call(fn, block)
+    block.eval()
+    x = torch.relu(torch.randn(4, 16, 8, 8))
+    with torch.no_grad():
+        y = block(x)
+    err = (y - x).abs().max().item()
+    if err > 1e-5:
+        reference = make_identity_(copy.deepcopy(block))
+        for name in ("conv1", "conv2"):
+            if not torch.equal(getattr(block, name).weight, getattr(reference, name).weight):
+                raise ExerciseError(f"{name} is not an identity convolution yet (max output error {err:.3g}). "
+                                    "Hint: torch.nn.init.dirac_ makes a kernel that copies channel i to channel i.")
+        raise ExerciseError(f"the convolutions are right, but BN still changes the signal (max error {err:.3g}). "
+                            "Hint: in eval mode BN computes gamma * (x - running_mean) / sqrt(running_var + eps) + beta.")
+    return f"Correct: the block returns its input (max difference {err:.1e})."

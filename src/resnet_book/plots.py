@@ -1,0 +1,128 @@
+"""One figure style for the book. Every figure states its data source, budget and device.
+
+Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies);
+lines also differ in style where two quantities share an axis, as in the paper's Fig. 6:
+thin dashed lines are training error, bold lines test error.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .results import Runs
+from .train import BUDGETS
+
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
+
+def style() -> None:
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+        "legend.frameon": False, "axes.prop_cycle": plt.cycler(color=OKABE_ITO),
+    })
+
+
+def provenance_line(runs: Runs) -> str:
+    """'data cifar10-jpeg · budget cpu (reduced-scale) · 3 seeds · CPU (...)' for a caption."""
+    if not len(runs):
+        return f"no stored runs for {runs.experiment!r}"
+    budgets = sorted(runs.budgets)
+    scale = [f"{b} ({'reduced-scale' if b != 'paper' else 'paper recipe'})" for b in budgets]
+    seeds = sorted({len(v) for v in runs.groups().values()})
+    seed_text = f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)} seeds"
+    devices = sorted({d.split(" (")[0] for d in runs.devices})
+    return (f"data {', '.join(sorted(runs.sources))} · budget {', '.join(scale)} · {seed_text}, mean ± std · "
+            f"device {', '.join(devices)}")
+
+
+def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    steps = np.asarray(records[0]["curves"]["step"])
+    values = np.asarray([r["curves"][key] for r in records], dtype=float)
+    std = values.std(0, ddof=1) if len(records) > 1 else np.zeros(values.shape[1])
+    return steps, values.mean(0), std
+
+
+def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str | None = None,
+                 show: Sequence[str] = ("train_error", "test_error"), ax=None):
+    """Training (dashed) and test (bold) error against iterations, mean ± std over seeds."""
+    style()
+    groups = runs.groups()
+    labels = [lab for lab in (labels or sorted(groups, key=_depth_key)) if lab in groups]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    else:
+        fig = ax.figure
+    for i, label in enumerate(labels):
+        colour = OKABE_ITO[i % len(OKABE_ITO)]
+        for key in show:
+            steps, mean, std = _mean_curve(groups[label], key)
+            test = key != "train_error"
+            ax.plot(steps, 100 * mean, color=colour, lw=2.0 if test else 1.0, ls="-" if test else "--",
+                    label=f"{label} ({'test' if test else 'train'})")
+            ax.fill_between(steps, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.15, lw=0)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("error (%)")
+    if title:
+        ax.set_title(title)
+    ax.legend(ncol=2, fontsize=8)
+    fig.text(0.01, 0.005, provenance_line(runs), fontsize=7, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def final_errors(runs: Runs, labels: Sequence[str] | None = None, *, metric: str = "train_error", ax=None,
+                 title: str | None = None):
+    """Final ``metric`` per label as bars with ± std error bars and the individual seeds as dots."""
+    style()
+    groups = runs.groups()
+    labels = [lab for lab in (labels or sorted(groups, key=_depth_key)) if lab in groups]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    else:
+        fig = ax.figure
+    for i, label in enumerate(labels):
+        vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
+        ax.bar(i, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0, color=OKABE_ITO[i % len(OKABE_ITO)],
+               alpha=0.8, capsize=4)
+        ax.plot(np.full(len(vals), i), vals, "o", color="black", ms=3)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylabel(f"final {metric.replace('_', ' ')} (%)")
+    if title:
+        ax.set_title(title)
+    fig.text(0.01, 0.005, provenance_line(runs), fontsize=6.5, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
+
+
+def layer_profile(profiles: dict[str, dict[str, float]], *, ylabel: str, title: str | None = None,
+                  log: bool = True, note: str = ""):
+    """One line per profile (e.g. 'plain-56 at init') over layer/block index."""
+    style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for i, (name, values) in enumerate(profiles.items()):
+        ax.plot(range(1, len(values) + 1), list(values.values()), marker="o", ms=2.5, lw=1.4,
+                color=OKABE_ITO[i % len(OKABE_ITO)], ls="-" if i % 2 == 0 else "--", label=name)
+    ax.set_xlabel("layer index (input → output)")
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    return fig
+
+
+def budget_note(budget: str) -> str:
+    b = BUDGETS[budget]
+    return f"budget {b.name}: {b.description}"
+
+
+def _depth_key(label: str):
+    digits = "".join(ch if ch.isdigit() else " " for ch in label).split()
+    return (label.rstrip("0123456789-"), int(digits[0]) if digits else 0, label)
