@@ -39,3 +39,32 @@ def results_browser(experiment_names, *, root=None, metric: str = "test_error"):
     pick.observe(show, names="value")
     show()
     return W.VBox([pick, table])
+
+
+def curve_explorer(runs: results.Runs, *, title: str | None = None):
+    """Checkboxes to choose which models' training/test error curves to overlay."""
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from . import plots
+
+    labels = sorted(runs.groups(), key=plots._depth_key)
+    boxes = [W.Checkbox(value=True, description=label, indent=False, layout=W.Layout(width="auto")) for label in labels]
+    out = W.Output()
+
+    def draw(change=None):
+        chosen = [b.description for b in boxes if b.value]
+        with out:
+            out.clear_output(wait=True)
+            if chosen:
+                fig = plots.error_curves(runs, chosen, title=title)
+                display(fig)
+                plt.close(fig)
+            else:
+                print("Tick at least one model.")
+
+    for b in boxes:
+        b.observe(draw, names="value")
+    draw()
+    return W.VBox([W.HBox(boxes), out])
