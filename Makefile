@@ -17,10 +17,14 @@ ifeq ($(origin RESNET_BOOK_DATA), undefined)
   endif
 endif
 export RESNET_BOOK_CACHE ?= $(CURDIR)/.cache
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard book/*.ipynb)
+
+# The execution cache is keyed on the notebooks' code only; when the library or the stored
+# results change, executed outputs are stale, so the cache is dropped.
+EXEC_INPUTS := $(shell find src/resnet_book data/results -type f -not -name '*.pyc' 2>/dev/null)
+EXEC_STAMP := _build/.exec-inputs
 
 .PHONY: book test setup assets unit notebooks book-strict browser sync-notebooks student clean help
 
@@ -39,7 +43,11 @@ setup: $(STAMP)
 assets: setup
 	$(BIN)/python tools/fetch_assets.py
 
-book: setup assets
+$(EXEC_STAMP): $(EXEC_INPUTS)
+	rm -rf _build/.jupyter_cache
+	mkdir -p _build && touch $@
+
+book: setup assets $(EXEC_STAMP)
 	$(JB) build .
 	@echo
 	@echo "The book is in _build/html. Open: file://$(CURDIR)/_build/html/index.html"
@@ -52,7 +60,7 @@ notebooks: setup
 	  RESNET_BOOK_BUDGET=smoke $(BIN)/python -m pytest -q --nbval-lax -p no:cacheprovider $(NOTEBOOKS); \
 	else echo "no notebooks yet"; fi
 
-book-strict: setup assets
+book-strict: setup assets $(EXEC_STAMP)
 	$(JB) build . -W -n --keep-going
 
 browser: setup

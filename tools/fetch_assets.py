@@ -39,7 +39,7 @@ PACKAGES = [
      {"dist/": "html-manager/dist/"}),
 ]
 # Our own files served beside them.
-LOCAL = {ROOT / "tools" / "web" / "widgets-require-config.js": "widgets-require-config.js"}
+LOCAL = {ROOT / "tools" / "web" / "widget-manager-setup.js": "widget-manager-setup.js"}
 
 
 def _tarball(name: str, version: str, integrity: str) -> bytes:

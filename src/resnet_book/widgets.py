@@ -42,29 +42,35 @@ def results_browser(experiment_names, *, root=None, metric: str = "test_error"):
 
 
 def curve_explorer(runs: results.Runs, *, title: str | None = None):
-    """Checkboxes to choose which models' training/test error curves to overlay."""
+    """A multiple selection of models whose training/test error curves are overlaid.
+
+    The figure is an ``Image`` widget (PNG bytes) rather than an ``Output`` widget, so it also
+    shows in the rendered book's static widget view.  (Checkbox labels are avoided: the widget
+    manager typesets them with the MathJax 2 API, which the book's MathJax 3 does not have.)
+    """
+    import io
+
     import ipywidgets as W
     import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from . import plots
 
     labels = sorted(runs.groups(), key=plots._depth_key)
-    boxes = [W.Checkbox(value=True, description=label, indent=False, layout=W.Layout(width="auto")) for label in labels]
-    out = W.Output()
+    pick = W.SelectMultiple(options=labels, value=tuple(labels), rows=min(len(labels), 6),
+                            description="models", layout=W.Layout(width="260px"))
+    image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+    message = W.HTML()
 
     def draw(change=None):
-        chosen = [b.description for b in boxes if b.value]
-        with out:
-            out.clear_output(wait=True)
-            if chosen:
-                fig = plots.error_curves(runs, chosen, title=title)
-                display(fig)
-                plt.close(fig)
-            else:
-                print("Tick at least one model.")
+        chosen = list(pick.value)
+        message.value = "" if chosen else "<em>Select at least one model (Ctrl/Cmd-click to select several).</em>"
+        if chosen:
+            fig = plots.error_curves(runs, chosen, title=title)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png")
+            plt.close(fig)
+            image.value = buf.getvalue()
 
-    for b in boxes:
-        b.observe(draw, names="value")
+    pick.observe(draw, names="value")
     draw()
-    return W.VBox([W.HBox(boxes), out])
+    return W.VBox([pick, message, image])

@@ -1,0 +1,98 @@
+"""Exercises: the solutions in the notebooks pass their checks, wrong answers get hints, and the
+student versions (make student) keep everything but the solutions."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from resnet_book import exercises
+from resnet_book.models.surgery import make_identity_
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((REPO / "notebooks").glob("*.ipynb"))
+sys.path.insert(0, str(REPO / "tools"))
+import make_student  # noqa: E402
+
+
+def _solution_and_check_cells(path):
+    cells = json.loads(path.read_text())["cells"]
+    for i, c in enumerate(cells):
+        src = "".join(c["source"])
+        if c["cell_type"] == "code" and "### BEGIN SOLUTION" in src:
+            check = next("".join(d["source"]) for d in cells[i + 1:] if d["cell_type"] == "code")
+            assert "exercises.check_" in check, f"{path.name}: the cell after a solution must call its check"
+            yield src, check
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_notebook_solutions_pass_their_checks(path):
+    pairs = list(_solution_and_check_cells(path))
+    assert pairs, f"{path.name} has no code exercise"
+    for solution, check in pairs:
+        ns = {"torch": torch, "exercises": exercises}
+        exec(solution, ns)
+        check = re.sub(r"^from resnet_book import exercises\s*$", "", check, flags=re.M)
+        exec(check, ns)
+
+
+def test_wrong_answers_get_hints_not_solutions():
+    with pytest.raises(exercises.ExerciseError, match="off by"):
+        exercises.check_cifar_parameter_count(lambda n: 1000 * n)
+    with pytest.raises(exercises.ExerciseError, match="return an int"):
+        exercises.check_cifar_parameter_count(lambda n: 1.5)
+    with pytest.raises(exercises.ExerciseError, match="dirac_"):
+        exercises.check_identity_block(lambda block: block)
+
+    def convs_only(block):
+        with torch.no_grad():
+            torch.nn.init.dirac_(block.conv1.weight)
+            torch.nn.init.dirac_(block.conv2.weight)
+
+    with pytest.raises(exercises.ExerciseError, match="BN still changes"):
+        exercises.check_identity_block(convs_only)
+    assert "Correct" in exercises.check_identity_block(make_identity_)
+
+
+def test_unimplemented_answers_say_so():
+    def todo(*args):
+        raise NotImplementedError
+
+    for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block):
+        with pytest.raises(exercises.ExerciseError, match="not implemented yet"):
+            check(todo)
+
+
+def test_student_version_removes_solutions_only():
+    for path in CHAPTERS:
+        full = nbformat.read(path, as_version=4)
+        student = make_student.student_version(full)
+        assert len(student.cells) == len(full.cells)
+        text = "\n".join(c.source for c in student.cells)
+        assert "### BEGIN SOLUTION" not in text and "{solution}" not in text
+        assert text.count("raise NotImplementedError") >= sum("### BEGIN SOLUTION" in c.source for c in full.cells)
+        assert text.count("{exercise}") == "\n".join(c.source for c in full.cells).count("{exercise}")
+
+
+@pytest.mark.slow
+def test_student_notebooks_run_up_to_the_exercises(tmp_path):
+    from nbclient import NotebookClient
+
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "make_student.py")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for path in sorted((REPO / "_build" / "student").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=600, allow_errors=True, resources={"metadata": {"path": str(REPO / "notebooks")}},
+                       kernel_name="python3").execute()
+        first_exercise = next(i for i, c in enumerate(nb.cells) if "NotImplementedError" in c.source)
+        for i, c in enumerate(nb.cells):
+            errors = [o for o in c.get("outputs", []) if o.get("output_type") == "error"]
+            if i < first_exercise:
+                assert not errors, f"{path.name} cell {i} fails before the exercises: {errors}"
+            elif c.cell_type == "code" and "exercises.check_" in c.source:
+                assert errors and errors[0]["ename"] == "ExerciseError", f"{path.name} cell {i}"
+                assert "not implemented yet" in errors[0]["evalue"]

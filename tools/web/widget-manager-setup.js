@@ -1,0 +1,35 @@
+// Loaded after require.js and before the widget manager (embed-amd.js) on pages with widgets.
+(function () {
+  // 1. Point RequireJS at the widget manager served by this site (vendor/), not at a CDN, so the
+  //    bundle's fonts and styles load from here.
+  var base = document.currentScript.src.replace(/[^/]*$/, "");
+  require.config({ paths: { "@jupyter-widgets/html-manager/dist": base + "html-manager/dist" } });
+
+  // 2. The widget manager typesets widget labels with the MathJax 2 call MathJax.Hub.Queue(...),
+  //    which throws under the book's MathJax 3 on pages that contain maths. Give whatever object
+  //    is window.MathJax (the configuration first, MathJax 3 itself once loaded) a hidden Hub whose
+  //    Queue forwards to MathJax 3's typesetPromise.
+  function withHub(mj) {
+    if (mj && typeof mj === "object" && !mj.Hub) {
+      Object.defineProperty(mj, "Hub", {
+        enumerable: false,
+        configurable: true,
+        value: {
+          Queue: function (job) {
+            var element = job && job[2];
+            if (element && typeof mj.typesetPromise === "function") {
+              mj.typesetPromise([element]).catch(function () {});
+            }
+          },
+        },
+      });
+    }
+    return mj;
+  }
+  var current = withHub(window.MathJax);
+  Object.defineProperty(window, "MathJax", {
+    configurable: true,
+    get: function () { return current; },
+    set: function (value) { current = withHub(value); },
+  });
+})();
