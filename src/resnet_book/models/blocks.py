@@ -104,6 +104,15 @@ class _Block(nn.Module):
     def keeps_shape(self) -> bool:
         return self.stride == 1 and self.inplanes == self.out_planes
 
+    def forward(self, x: Tensor) -> Tensor:
+        """H(x) = relu(F(x) + x) for a residual block, relu(F(x)) for its plain counterpart."""
+        if self.dropped:
+            return self._lesioned(x)
+        out = self.residual_branch(x)
+        if self.residual:
+            out = out + self.shortcut(x)  # F(x) + x
+        return self.relu(out)
+
     def _lesioned(self, x: Tensor) -> Tensor:
         if self.residual:
             return self.shortcut(x)
@@ -134,14 +143,6 @@ class BasicBlock(_Block):
         """F(x) = BN(W2 relu(BN(W1 x)))."""
         out = self.relu(self.bn1(self.conv1(x)))
         return self.bn2(self.conv2(out))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.dropped:
-            return self._lesioned(x)
-        out = self.residual_branch(x)
-        if self.residual:
-            out = out + self.shortcut(x)  # F(x) + x
-        return self.relu(out)
 
 
 class PlainBlock(BasicBlock):
@@ -189,14 +190,6 @@ class Bottleneck(_Block):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         return self.bn3(self.conv3(out))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.dropped:
-            return self._lesioned(x)
-        out = self.residual_branch(x)
-        if self.residual:
-            out = out + self.shortcut(x)  # F(x) + x
-        return self.relu(out)
 
 
 class PlainBottleneck(Bottleneck):
