@@ -1,0 +1,79 @@
+"""Introspection the chapters rely on: layer responses, gradient norms, lesioning, path counts, bench."""
+import pytest
+import torch
+
+from resnet_book import analysis
+from resnet_book.models import cifar_resnet
+
+
+@pytest.fixture
+def batch():
+    torch.manual_seed(0)
+    return torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+
+
+def test_layer_responses_are_post_bn_pre_addition(batch):
+    x, _ = batch
+    model = cifar_resnet(20).eval()
+    bn = analysis.layer_responses(model, x, which="bn")
+    assert len(bn) == 18  # two 3x3 layers in each of the 9 blocks
+    branch = analysis.layer_responses(model, x, which="branch")
+    assert list(branch) == [name for name, _ in analysis.blocks(model)]
+    # the branch response of a block is exactly the std of F(x) computed by hand
+    first = model.layer1[0]
+    with torch.no_grad():
+        stem = model.relu(model.bn1(model.conv1(x)))
+        assert branch["layer1.0"] == pytest.approx(first.residual_branch(stem).std().item(), rel=1e-5)
+    assert bn["layer1.0.bn2"] == pytest.approx(branch["layer1.0"], rel=1e-6)
+    with pytest.raises(ValueError, match="'bn', 'branch'"):
+        analysis.layer_responses(model, x, which="relu")
+
+
+def test_activation_and_gradient_profiles(batch):
+    x, y = batch
+    model = cifar_resnet(20, residual=False)
+    stats = analysis.activation_stats(model, x, y)
+    assert len(stats) == 9 and all(v["grad_norm"] > 0 and v["act_std"] > 0 for v in stats.values())
+    norms = analysis.gradient_norms(model, x, y)
+    assert len(norms) == 20 and list(norms)[0] == "conv1" and list(norms)[-1] == "fc"
+    assert all(p.grad is None for p in model.parameters())  # leaves no gradients behind
+
+
+def test_lesion_drops_blocks_and_restores_them(batch):
+    x, _ = batch
+    res = cifar_resnet(20).eval()
+    with torch.no_grad():
+        full = res(x)
+        with analysis.lesion(res, ["layer2.1"]) as m:
+            assert m.layer2[1].dropped
+            lesioned = res(x)
+        assert torch.equal(res(x), full) and not res.layer2[1].dropped
+    assert not torch.equal(lesioned, full)
+    # a dropped residual block passes its shortcut: the block computes relu-free x
+    block = res.layer2[1]
+    block.dropped = True
+    h = torch.relu(torch.randn(2, 32, 16, 16))
+    assert torch.equal(block(h), h)
+    block.dropped = False
+    plain = cifar_resnet(20, residual=False).eval()
+    with pytest.raises(ValueError, match="cannot be dropped"):
+        with analysis.lesion(plain, ["layer2.0"]):
+            pass
+    with pytest.raises(ValueError, match="not blocks"):
+        with analysis.lesion(res, ["layer9.0"]):
+            pass
+
+
+def test_path_length_counts_are_binomial():
+    assert analysis.path_length_counts(3) == [1, 3, 3, 1]
+    assert sum(analysis.path_length_counts(54)) == 2 ** 54
+    with pytest.raises(ValueError, match="non-negative"):
+        analysis.path_length_counts(-1)
+
+
+def test_bench_measures_both_pipelines(tiny):
+    from resnet_book.bench import run_bench
+
+    r = run_bench(tiny, model="resnet8", batch_size=32, steps=2, warmup=1, workers=0)
+    assert r["ours_images_per_s"] > 0 and r["baseline_images_per_s"] > 0
+    assert r["ratio"] == pytest.approx(r["ours_images_per_s"] / r["baseline_images_per_s"], rel=0.02)
