@@ -56,13 +56,27 @@ def test_wrong_answers_get_hints_not_solutions():
     with pytest.raises(exercises.ExerciseError, match="BN still changes"):
         exercises.check_identity_block(convs_only)
     assert "Correct" in exercises.check_identity_block(make_identity_)
+    with pytest.raises(exercises.ExerciseError, match="ReLU after the addition"):
+        exercises.check_residual_forward(lambda b, x: b.residual_branch(x) + x)
+    with pytest.raises(exercises.ExerciseError, match="shortcut is missing"):
+        exercises.check_residual_forward(lambda b, x: torch.relu(b.residual_branch(x)))
+
+    def zero_everything(model):
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.weight.zero_()
+
+    with pytest.raises(exercises.ExerciseError, match="should not be"):
+        exercises.check_zero_init(zero_everything)
 
 
 def test_unimplemented_answers_say_so():
     def todo(*args):
         raise NotImplementedError
 
-    for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block):
+    for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block,
+                  exercises.check_residual_forward, exercises.check_zero_init):
         with pytest.raises(exercises.ExerciseError, match="not implemented yet"):
             check(todo)
 

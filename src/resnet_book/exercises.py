@@ -68,3 +68,51 @@ def check_identity_block(fn) -> str:
         raise ExerciseError(f"the convolutions are right, but BN still changes the signal (max error {err:.3g}). "
                             "Hint: in eval mode BN computes gamma * (x - running_mean) / sqrt(running_var + eps) + beta.")
     return f"Correct: the block returns its input (max difference {err:.1e})."
+
+
+def check_residual_forward(fn) -> str:
+    """``fn(block, x)`` must compute a residual block's output ``relu(F(x) + x)`` from
+    ``block.residual_branch`` (identity shortcut)."""
+    from .models import BasicBlock
+
+    torch.manual_seed(1)
+    block = BasicBlock(8, 8).eval()
+    x = torch.relu(torch.randn(2, 8, 6, 6))
+    with torch.no_grad():
+        want = block(x)
+        got = _call(fn, block, x)
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        raise ExerciseError(f"return a tensor shaped like x {tuple(x.shape)}; got {getattr(got, 'shape', type(got))}")
+    if torch.allclose(got, want, atol=1e-6):
+        return "Correct: relu(F(x) + x)."
+    with torch.no_grad():
+        f = block.residual_branch(x)
+    if torch.allclose(got, f + x, atol=1e-6):
+        raise ExerciseError("Close: the sum is right, but the block applies a ReLU after the addition (paper Fig. 2).")
+    if torch.allclose(got, torch.relu(f), atol=1e-6):
+        raise ExerciseError("That is the plain block's output relu(F(x)): the shortcut is missing.")
+    raise ExerciseError("The output differs from relu(F(x) + x). Hint: block.residual_branch(x) computes F(x).")
+
+
+def check_zero_init(fn) -> str:
+    """``fn(model)`` must zero the last BN scale of every residual branch, so every block starts
+    as the identity; nothing else may change."""
+    from .analysis import blocks
+
+    torch.manual_seed(2)
+    model = cifar_resnet(20).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    _call(fn, model)
+    after = model.state_dict()
+    changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
+    want = sorted(f"{name}.bn2.weight" for name, _ in blocks(model))
+    if changed == want and all(torch.count_nonzero(after[k]) == 0 for k in want):
+        return "Correct: every residual branch starts at zero, so every block starts as the identity."
+    extra = [k for k in changed if k not in want]
+    missing = [k for k in want if k not in changed or torch.count_nonzero(after[k]) != 0]
+    msg = []
+    if missing:
+        msg.append(f"not zeroed: {missing[:3]}{'...' if len(missing) > 3 else ''} (the BN that ends each branch is bn2)")
+    if extra:
+        msg.append(f"changed but should not be: {extra[:3]}{'...' if len(extra) > 3 else ''}")
+    raise ExerciseError("; ".join(msg))

@@ -126,3 +126,54 @@ def budget_note(budget: str) -> str:
 def _depth_key(label: str):
     digits = "".join(ch if ch.isdigit() else " " for ch in label).split()
     return (label.rstrip("0123456789-"), int(digits[0]) if digits else 0, label)
+
+
+def fit_curves(fits, *, title: str | None = None, note: str = "", ax=None):
+    """Relative error against step for identity-fitting runs (one line per variant)."""
+    style()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    else:
+        fig = ax.figure
+    styles = {"plain": "--", "residual": "-", "residual, zero-init": ":"}
+    for i, fit in enumerate(fits):
+        # a perfect fit has error 0, which a log axis cannot show: clip at 1e-6 and say so
+        err = np.maximum(np.asarray(fit.relative_error), 1e-6)
+        ax.plot(fit.steps, err, ls=styles.get(fit.variant, "-"), lw=1.8, color=OKABE_ITO[i % len(OKABE_ITO)],
+                label=f"{fit.variant} (weights moved {100 * fit.weight_change:.0f}%)")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE / var(target)")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.text(0.01, 0.005, (note + " · " if note else "") + "errors below 1e-6 drawn at 1e-6", fontsize=7,
+             color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def depth_trend(named_runs: dict[str, Runs], *, metric: str = "train_error", title: str | None = None):
+    """Final ``metric`` (mean ± std over seeds) against depth, one line per family of runs."""
+    style()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    lines = []
+    for i, (name, runs) in enumerate(named_runs.items()):
+        groups = runs.groups()
+        depths, means, stds = [], [], []
+        for label in sorted(groups, key=_depth_key):
+            vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
+            depths.append(groups[label][0]["model"]["depth"])
+            means.append(vals.mean())
+            stds.append(vals.std(ddof=1) if len(vals) > 1 else 0.0)
+        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, lw=1.8, color=OKABE_ITO[i], label=name,
+                    ls="-" if i % 2 == 0 else "--")
+        lines.append(f"{name}: {provenance_line(runs)}")
+    ax.set_xlabel("depth (weighted layers)")
+    ax.set_ylabel(f"final {metric.replace('_', ' ')} (%)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=6.5, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 * len(lines), 1, 1))
+    return fig

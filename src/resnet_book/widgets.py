@@ -74,3 +74,25 @@ def curve_explorer(runs: results.Runs, *, title: str | None = None):
     pick.observe(draw, names="value")
     draw()
     return W.VBox([pick, message, image])
+
+
+def figure_selector(figures: dict, *, description: str = "choose"):
+    """A slider over precomputed figures (e.g. one per value of a parameter), shown as PNG images
+    so that the rendered book's static view shows the current one."""
+    import io
+
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    keys = list(figures)
+    pngs = {}
+    for key, fig in figures.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        pngs[key] = buf.getvalue()
+    slider = W.SelectionSlider(options=keys, value=keys[0], description=description, continuous_update=True,
+                               layout=W.Layout(width="420px"))
+    image = W.Image(value=pngs[keys[0]], format="png", layout=W.Layout(max_width="100%"))
+    slider.observe(lambda change: setattr(image, "value", pngs[change["new"]]), names="value")
+    return W.VBox([slider, image])
