@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ._io import atomic_torch_save
 
 DATA_ENV = "RESNET_BOOK_DATA"
 CACHE_ENV = "RESNET_BOOK_CACHE"
@@ -60,18 +61,6 @@ class CIFAR10:
     def describe(self) -> str:
         val = f", {len(self.val_labels)} val" if self.val_labels is not None else ""
         return f"{self.source}: {len(self.train_labels)} train{val}, {len(self.test_labels)} test"
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _is_image_folder(root: Path) -> bool:
@@ -123,7 +112,7 @@ def _load_image_folder(root: Path) -> CIFAR10:
             cached.unlink(missing_ok=True)
     xtr, ytr = _decode(train_files)
     xte, yte = _decode(test_files)
-    _atomic_torch_save({"train_images": xtr, "train_labels": ytr, "test_images": xte, "test_labels": yte}, cached)
+    atomic_torch_save({"train_images": xtr, "train_labels": ytr, "test_images": xte, "test_labels": yte}, cached)
     return CIFAR10(xtr, ytr, xte, yte, source, str(root))
 
 

@@ -45,16 +45,21 @@ def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, 
     return steps, values.mean(0), std
 
 
-def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str | None = None,
-                 show: Sequence[str] = ("train_error", "test_error"), ax=None):
-    """Training (dashed) and test (bold) error against iterations, mean ± std over seeds."""
+def _labels_and_axes(runs: Runs, labels, ax, figsize):
     style()
     groups = runs.groups()
     labels = [lab for lab in (labels or sorted(groups, key=_depth_key)) if lab in groups]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        fig, ax = plt.subplots(figsize=figsize)
     else:
         fig = ax.figure
+    return groups, labels, fig, ax
+
+
+def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str | None = None,
+                 show: Sequence[str] = ("train_error", "test_error"), ax=None):
+    """Training (dashed) and test (bold) error against iterations, mean ± std over seeds."""
+    groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (6.4, 4.0))
     for i, label in enumerate(labels):
         colour = OKABE_ITO[i % len(OKABE_ITO)]
         for key in show:
@@ -76,13 +81,7 @@ def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str 
 def final_errors(runs: Runs, labels: Sequence[str] | None = None, *, metric: str = "train_error", ax=None,
                  title: str | None = None):
     """Final ``metric`` per label as bars with ± std error bars and the individual seeds as dots."""
-    style()
-    groups = runs.groups()
-    labels = [lab for lab in (labels or sorted(groups, key=_depth_key)) if lab in groups]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    else:
-        fig = ax.figure
+    groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (5.2, 3.4))
     for i, label in enumerate(labels):
         vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
         ax.bar(i, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0, color=OKABE_ITO[i % len(OKABE_ITO)],

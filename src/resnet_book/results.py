@@ -13,12 +13,13 @@ import os
 import platform
 import re
 import subprocess
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from ._io import atomic_write
 
 RESULTS_ENV = "RESNET_BOOK_RESULTS"
 SCHEMA = 1
@@ -50,21 +51,18 @@ def results_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:
-        raise ResultsError(f"cannot write results under {path.parent}: {err.strerror or err}") from err
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    """Write ``text`` to ``path`` atomically; an unusable folder gives one :class:`ResultsError`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    try:
+        atomic_write(path, write)
+    except OSError as err:
+        raise ResultsError(f"cannot write results under {path.parent}: {err.strerror or err}") from err
 
 
 def git_commit() -> tuple[str, bool]:

@@ -29,6 +29,7 @@ from torch import nn
 
 from . import data as data_mod
 from . import distributed as dist_mod
+from ._io import atomic_torch_save
 from .models import build_model, parse_model_name
 from .results import provenance
 
@@ -167,10 +168,6 @@ def learning_rate(config: TrainConfig, budget: Budget, step: int, warming_up: bo
     if warming_up:
         return config.lr / 10
     return config.lr * 0.1 ** sum(step >= m for m in budget.milestones)
-
-
-def _atomic_save(obj, path: Path) -> None:
-    data_mod._atomic_torch_save(obj, path)
 
 
 def load_checkpoint(path: Path, config: TrainConfig) -> dict:
@@ -317,7 +314,7 @@ def train(
     def save_checkpoint(step: int) -> None:
         if ckpt_path is None or not ctx.is_main:
             return
-        _atomic_save({
+        atomic_torch_save({
             "format": CHECKPOINT_FORMAT,
             "config": dataclasses.asdict(config),
             "step": step,
