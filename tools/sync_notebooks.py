@@ -60,8 +60,13 @@ def synced(path: Path):
     for tag in ("colab-badge", "colab-setup"):
         for i in reversed(_tagged(nb, tag)):
             del nb.cells[i]
+    # The title stands alone in the first cell, so the badge sits right under it.
+    title, _, rest = nb.cells[0].source.partition("\n")
+    if rest.strip():
+        nb.cells[0].source = title
+        nb.cells.insert(1, nbformat.v4.new_markdown_cell(rest.strip()))
     badge = nbformat.v4.new_markdown_cell(badge_source(path), metadata={"tags": ["colab-badge"]})
-    setup = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": ["colab-setup"]})
+    setup = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": ["colab-setup", "hide-input"]})
     nb.cells[1:1] = [badge, setup]
     for c in nb.cells:
         c.pop("id", None)
