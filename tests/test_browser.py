@@ -123,7 +123,10 @@ def test_page_works_offline(server, browser, page_path):
         sol = solutions.nth(i)
         body = sol.locator("section").first
         assert not body.is_visible(), f"solution {i} on {page_path} is not hidden"
-        sol.locator("button.toggle-button, .admonition-title").first.click()
+        # the chevron button that sphinx-togglebutton adds (the title itself holds a link to the exercise)
+        toggle = sol.locator("button.toggle-button")
+        assert toggle.count() == 1, f"solution {i} on {page_path} has no toggle button"
+        toggle.click()
         body.wait_for(state="visible", timeout=5_000)
     ctx.close()
 
