@@ -65,5 +65,5 @@ def test_budget_table_matches_the_library():
     text = (REPO / "book" / "how-to-use.md").read_text()
     for b in BUDGETS.values():
         row = next(line for line in text.splitlines() if line.startswith(f"| `{b.name}` |"))
-        assert f"{b.iterations:,} × {b.batch_size}" in row
+        assert f"{b.iterations:,} × {b.batch_size} | {b.lr:g} |" in row
         assert f"{b.train_size or 50_000:,}" in row and f"{b.test_size or 10_000:,}" in row

@@ -47,13 +47,25 @@ def test_schedule_is_the_papers():
     assert cfg.uses_warmup and not TrainConfig(model="resnet56").uses_warmup
 
 
+def test_learning_rate_follows_the_linear_scaling_rule():
+    # the paper's 0.1 at batch 128, scaled with the batch (Goyal et al. 2017): cpu's batch 64 gets 0.05
+    for b in BUDGETS.values():
+        assert b.lr == pytest.approx(0.1 * b.batch_size / 128), b.name
+    assert TrainConfig(budget="cpu").base_lr == pytest.approx(0.05)
+    assert TrainConfig(budget="cpu", batch_size=128).base_lr == pytest.approx(0.1)
+    assert TrainConfig(budget="cpu", lr=0.2).base_lr == 0.2
+    assert TrainConfig(budget="cpu", seed=1).run_id() == "resnet20_cpu_seed1"
+    assert TrainConfig(budget="cpu", lr=0.1).run_id() == "resnet20_lr0.1_cpu_seed1".replace("seed1", "seed0")
+
+
 def test_warmup_ends_when_training_error_drops_below_80_percent(tiny):
-    r = train(TrainConfig(**SMOKE, warmup="on", iterations=40), data=tiny, progress=False)
+    cfg = TrainConfig(**SMOKE, warmup="on", iterations=40)
+    r = train(cfg, data=tiny, progress=False)
     end = r["warmup_ended_at"]
     assert end is not None and 1 <= end < 20
     steps, lrs = r["curves"]["step"], r["curves"]["lr"]
-    assert all(lr == pytest.approx(0.01) for s, lr in zip(steps, lrs) if s <= end)
-    assert all(lr == pytest.approx(0.1) for s, lr in zip(steps, lrs) if end < s <= 20)
+    assert all(lr == pytest.approx(cfg.base_lr / 10) for s, lr in zip(steps, lrs) if s <= end)
+    assert all(lr == pytest.approx(cfg.base_lr) for s, lr in zip(steps, lrs) if end < s <= 20)
     assert train(TrainConfig(**SMOKE), data=tiny, progress=False)["warmup_ended_at"] is None
 
 
@@ -165,6 +177,42 @@ def test_reproduce_skips_stored_runs_and_continues_after_a_time_limit(tiny_folde
     assert set(summary) == {"plain8", "resnet8"} and summary["resnet8"]["n"] == 2
     assert runs.budgets == {"smoke"} and runs.sources == {"cifar10-imagefolder"}
     assert "budget smoke" in runs.describe()
+
+
+def test_reproduce_runs_analyses_and_reuses_identical_runs(tiny_folder, tmp_path, monkeypatch):
+    from resnet_book import experiments
+    from resnet_book.experiments import Experiment, reproduce
+
+    base = Experiment("base", "a plain and a residual net", (("plain8", {"model": "plain8"}), ("resnet8", {"model": "resnet8"})),
+                      seeds=(0,), budget="smoke", analyses={"plain8": ("lesion", "profile"), "resnet8": ("lesion",)})
+    other = Experiment("other", "resnet8 again, and a variant", (("resnet8", {"model": "resnet8"}),
+                       ("resnet8-zero", {"model": "resnet8", "zero_init_residual": True})), seeds=(0,), budget="smoke")
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"base": base, "other": other})
+    kw = dict(data_root=str(tiny_folder), results_root=tmp_path / "res", checkpoint_dir=tmp_path / "ck",
+              progress=False, log=lambda *a: None)
+    assert reproduce("base", **kw)["trained"] == 2
+    runs = {r["label"]: r for r in results.load("base", root=tmp_path / "res")}
+    plain, res = runs["plain8"]["analysis"], runs["resnet8"]["analysis"]
+    assert set(plain) == {"lesion", "profile"} and set(res) == {"lesion"}
+    # plain-8: 3 blocks, 2 of which change shape and cannot be dropped; resnet-8: all 3 can
+    assert [v is None for v in plain["lesion"]["single"].values()] == [False, True, True]
+    assert all(v is not None for v in res["lesion"]["single"].values()) and len(res["lesion"]["single"]) == 3
+    assert set(res["lesion"]["random_sets"]) == {"2"} and len(res["lesion"]["random_sets"]["2"]) == 3
+    assert 0 <= res["lesion"]["baseline"] <= 1 and len(plain["profile"]) == 3
+    assert all(v["grad_norm"] > 0 for v in plain["profile"].values())
+
+    out = reproduce("other", **kw)
+    assert out["reused"] == 1 and out["trained"] == 1 and out["stored"] == 2
+    copied = {r["label"]: r for r in results.load("other", root=tmp_path / "res")}["resnet8"]
+    assert copied["reused_from"] == "base/resnet8_smoke_seed0" and copied["experiment"] == "other"
+    assert copied["final"] == runs["resnet8"]["final"] and copied["curves"] == runs["resnet8"]["curves"]
+    # a run that needs an analysis the stored one lacks is trained, not copied
+    monkeypatch.setitem(experiments.EXPERIMENTS, "third", Experiment(
+        "third", "resnet8 with a profile", (("resnet8", {"model": "resnet8"}),), seeds=(0,), budget="smoke",
+        analyses={"resnet8": ("profile",)}))
+    assert reproduce("third", **kw)["trained"] == 1
+    with pytest.raises(ValueError, match="analyses"):
+        Experiment("bad", "", (("a", {"model": "resnet8"}),), analyses={"a": ("nonsense",)})
 
 
 def test_results_store_is_atomic_and_never_overwrites(tmp_path):

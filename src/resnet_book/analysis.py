@@ -6,13 +6,15 @@
   addition (paper Fig. 7), or of each block's residual branch ``F(x)``;
 * :func:`activation_stats` / :func:`gradient_norms` -- forward activation std and backward
   gradient norm per block (degradation is not vanishing gradients);
-* :func:`lesion` -- drop blocks at test time (Veit et al. 2016), :func:`path_length_counts`.
+* :func:`lesion` -- drop blocks at test time (Veit et al. 2016), :func:`lesion_study` (every
+  block alone, then random sets of k blocks), :func:`path_length_counts`.
 """
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+import random
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -152,3 +154,35 @@ def path_length_counts(num_blocks: int) -> list[int]:
     if not isinstance(num_blocks, int) or num_blocks < 0:
         raise ValueError(f"num_blocks must be a non-negative integer; got {num_blocks!r}")
     return [math.comb(num_blocks, k) for k in range(num_blocks + 1)]
+
+
+def droppable(model: nn.Module) -> list[str]:
+    """The blocks :func:`lesion` can drop: every residual block, and plain blocks that keep the shape."""
+    return [n for n, b in blocks(model) if b.residual or b.keeps_shape]
+
+
+def lesion_study(model: nn.Module, error: Callable[[nn.Module], float], *, ks: Iterable[int] = (2, 4, 6, 8),
+                 draws: int = 3, seed: int = 0) -> dict:
+    """Veit et al. (2016), Sec. 4: the error (``error(model)``, e.g. test error) with nothing
+    dropped, with each block dropped alone (``None`` for blocks that cannot be dropped), and with
+    ``draws`` random sets of ``k`` droppable blocks dropped together, for each ``k`` in ``ks``."""
+    names = [n for n, _ in blocks(model)]
+    can = set(droppable(model))
+    out = {"baseline": error(model), "single": {}, "random_sets": {}}
+    for n in names:
+        if n in can:
+            with lesion(model, [n]):
+                out["single"][n] = error(model)
+        else:
+            out["single"][n] = None
+    rng = random.Random(seed)
+    pool = sorted(can, key=names.index)
+    for k in ks:
+        if k > len(pool):
+            continue
+        errs = []
+        for _ in range(draws):
+            with lesion(model, rng.sample(pool, k)):
+                errs.append(error(model))
+        out["random_sets"][str(k)] = errs
+    return out

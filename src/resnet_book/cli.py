@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--zero-init-residual", action="store_true")
     t.add_argument("--normalization", default="per_pixel", choices=["per_pixel", "per_channel"])
     t.add_argument("--val-size", type=int, default=0, help="held-out validation images (paper: 5000)")
-    t.add_argument("--lr", type=float, default=0.1)
+    t.add_argument("--lr", type=float, help="initial learning rate (default: the budget's, 0.1 x batch/128)")
     t.add_argument("--warmup", default="auto", choices=["auto", "on", "off"])
     t.add_argument("--iterations", type=int, help="override the budget's iteration count")
     t.add_argument("--batch-size", type=int, help="override the budget's batch size")

@@ -3,17 +3,31 @@
 ``reproduce("degradation")`` trains every run an experiment needs that is not stored yet, resumes
 runs from their checkpoints, and can stop at a time limit (GPU time often comes in ~10-minute
 slots) to be continued by calling it again.
+
+Two things keep the runs cheap and comparable:
+
+* an experiment that needs a run another experiment already stored (same configuration, e.g.
+  ResNet-56 at seed 0 in ``reversal`` and ``zero-init``) copies that record, marked
+  ``reused_from``, instead of training it again -- the same seed gives the same numbers anyway;
+* ``analyses`` measure the trained network before it is thrown away (checkpoints are not kept):
+  ``lesion`` (Veit et al. 2016, :func:`analysis.lesion_study` on the run's test images) and
+  ``profile`` (per-block output std and gradient norm, :func:`analysis.activation_stats`, on 256
+  training images in train mode -- the measurement chapter 1 makes at initialisation).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import results
+
+from . import analysis, results
 from .data import cache_dir, load_cifar10
-from .train import BUDGETS, TrainConfig, train
+from .train import BUDGETS, TrainConfig, dataset_for, error_rate, train
 
 
 @dataclass(frozen=True)
@@ -23,6 +37,14 @@ class Experiment:
     runs: tuple[tuple[str, dict], ...]  # (label, TrainConfig fields)
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: str = "cpu"
+    analyses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> names in ANALYSES
+
+    def __post_init__(self):
+        labels = {label for label, _ in self.runs}
+        for label, names in self.analyses.items():
+            if label not in labels or not set(names) <= set(ANALYSES):
+                raise ValueError(f"{self.name}: analyses {label!r}: {names} (labels {sorted(labels)}, "
+                                 f"analyses {sorted(ANALYSES)})")
 
     def configs(self, budget: str | None = None, seeds: tuple[int, ...] | None = None) -> list[tuple[str, TrainConfig]]:
         budget = budget or self.budget
@@ -36,15 +58,36 @@ def _depths(prefix: str, depths=(20, 32, 44, 56)) -> tuple[tuple[str, dict], ...
     return tuple((f"{prefix}{d}", {"model": f"{prefix}{d}"}) for d in depths)
 
 
+def _lesion(model, config: TrainConfig, data) -> dict:
+    ds, normalize = dataset_for(config, data)
+    return analysis.lesion_study(model, lambda m: error_rate(m, ds.test_images, ds.test_labels, normalize),
+                                 seed=config.seed)
+
+
+def _profile(model, config: TrainConfig, data) -> dict:
+    ds, normalize = dataset_for(config, data)
+    device = next(model.parameters()).device
+    x, y = normalize(ds.train_images[:256]).to(device), ds.train_labels[:256].to(device)
+    saved = copy.deepcopy(model.state_dict())  # train mode updates the BN running statistics
+    model.train()
+    stats = analysis.activation_stats(model, x, y)
+    model.load_state_dict(saved)
+    return stats
+
+
+ANALYSES = {"lesion": _lesion, "profile": _profile}
+_BOTH = ("lesion", "profile")
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     e.name: e
     for e in (
         Experiment("smoke", "the code path end to end, in seconds (CI)",
                    (("plain8", {"model": "plain8"}), ("resnet8", {"model": "resnet8"})), seeds=(0, 1), budget="smoke"),
         Experiment("degradation", "plain-20/32/44/56 on CIFAR-10: deeper plain nets train worse (paper Fig. 6 left)",
-                   _depths("plain")),
+                   _depths("plain"), analyses={"plain56": _BOTH}),
         Experiment("reversal", "ResNet-20/32/44/56 on CIFAR-10: deeper residual nets train better (paper Fig. 6 middle)",
-                   _depths("resnet")),
+                   _depths("resnet"), analyses={"resnet56": _BOTH}),
         Experiment("preactivation", "original vs pre-activation unit, ResNet-56 (Identity Mappings, Table 2/Fig. 6)",
                    (("resnet56", {"model": "resnet56"}), ("preresnet56", {"model": "preresnet56"}))),
         Experiment("zero-init", "standard init vs zero-initialised last BN of each residual branch, ResNet-56",
@@ -82,7 +125,18 @@ def reproduce(
     deadline = time.time() + time_limit if time_limit else None
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
     todo = [(label, c) for label, c in configs if not results.has_run(name, c.run_id(), results_root)]
-    summary = {"stored": len(configs) - len(todo), "trained": 0, "finished": True}
+    summary = {"stored": len(configs) - len(todo), "trained": 0, "reused": 0, "finished": True}
+    remaining = []
+    for label, config in todo:
+        found = _stored_elsewhere(name, config, exp.analyses.get(label, ()), results_root)
+        if found is None:
+            remaining.append((label, config))
+            continue
+        record = {**found, "experiment": name, "label": label, "reused_from": f"{found['experiment']}/{found['run_id']}"}
+        path = results.save_run(record, root=results_root)
+        summary["reused"] += 1
+        log(f"{name}: {config.run_id()} is stored as {record['reused_from']}; copied to {path}")
+    todo = remaining
     if todo:
         data = load_cifar10(data_root)
     for i, (label, config) in enumerate(todo, 1):
@@ -91,8 +145,10 @@ def reproduce(
             break
         ckpt = ckpt_root / name / f"{config.run_id()}.pt"
         log(f"[{i}/{len(todo)}] {name}: {config.run_id()}" + (" (resuming)" if ckpt.exists() else ""))
-        rec = train(config, data=data, device=device, checkpoint=ckpt, resume=True, deadline=deadline,
-                    progress=progress, experiment=name, label=label)
+        rec, model = train(config, data=data, device=device, checkpoint=ckpt, resume=True, deadline=deadline,
+                           progress=progress, experiment=name, label=label, return_model=True)
+        if rec["status"] == "complete" and exp.analyses.get(label):
+            rec["analysis"] = {a: ANALYSES[a](model, config, data) for a in exp.analyses[label]}
         if rec["status"] != "complete":
             log(f"time limit reached at iteration {rec['step']}; checkpoint kept at {ckpt}. Run again to continue.")
             summary["finished"] = False
@@ -102,9 +158,26 @@ def reproduce(
         summary["trained"] += 1
         log(f"  test error {rec['final']['test_error']:.4f}, train error {rec['final']['train_error']:.4f} "
             f"-> {path}")
-    summary["stored"] += summary["trained"]
+    summary["stored"] += summary["trained"] + summary["reused"]
     summary["total"] = len(configs)
     return summary
+
+
+def _stored_elsewhere(name: str, config: TrainConfig, analyses, root) -> dict | None:
+    """A complete record of ``config`` stored by another experiment (with ``analyses``), if any."""
+    folder = results.results_root(root)
+    want = json.loads(json.dumps(dataclasses.asdict(config)))
+    for path in sorted(folder.glob(f"*/{config.run_id()}.json")) if folder.is_dir() else []:
+        if path.parent.name == name:
+            continue
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (record.get("status") == "complete" and record.get("config") == want and "reused_from" not in record
+                and set(analyses) <= set(record.get("analysis", {}))):
+            return record
+    return None
 
 
 def describe() -> str:

@@ -34,6 +34,7 @@ from .models import build_model, parse_model_name
 from .results import provenance
 
 CHECKPOINT_FORMAT = 1
+PAPER_LR, PAPER_BATCH = 0.1, 128
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Budget:
     eval_every: int
     checkpoint_every: int
     description: str
+    lr: float  # initial learning rate: the paper's 0.1 at batch 128, scaled linearly with the batch
 
     @property
     def milestones(self) -> tuple[int, int]:
@@ -59,12 +61,14 @@ BUDGETS: dict[str, Budget] = {
     b.name: b
     for b in (
         Budget("smoke", 24, 32, 320, 200, 8, 8,
-               "seconds on a CPU: exercises every code path; its numbers mean nothing"),
+               "seconds on a CPU: exercises every code path; its numbers mean nothing", lr=0.025),
         Budget("cpu", 600, 64, 5_000, 1_000, 50, 100,
                "minutes on a laptop CPU: a 5k-image class-balanced subset, 600 iterations of batch 64 "
-               "(about 7.7 epochs), the paper's schedule shape; a reduced-scale run"),
+               "(about 7.7 epochs) at learning rate 0.05, the paper's schedule shape; a reduced-scale run",
+               lr=0.05),
         Budget("paper", 64_000, 128, None, None, 1_000, 2_000,
-               "the paper's recipe (Sec. 4.2): 64k iterations of batch 128 on all 50k training images"),
+               "the paper's recipe (Sec. 4.2): 64k iterations of batch 128 on all 50k training images, "
+               "learning rate 0.1", lr=0.1),
     )
 }
 
@@ -101,7 +105,7 @@ class TrainConfig:
     normalization: str = "per_pixel"
     val_size: int = 0  # 5000 gives the paper's 45k/5k split
     data_seed: int = 0  # which subset/split; the same for every training seed
-    lr: float = 0.1
+    lr: float | None = None  # None: the budget's (0.1 x batch/128, the linear scaling rule)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup: str = "auto"  # "auto": 0.01 until train error < 80% for depth >= 110 (paper); "on"; "off"
@@ -135,7 +139,13 @@ class TrainConfig:
             changes["checkpoint_every"] = min(b.checkpoint_every, self.iterations)
         if self.batch_size is not None:
             changes["batch_size"] = self.batch_size
+            changes["lr"] = PAPER_LR * self.batch_size / PAPER_BATCH
         return dataclasses.replace(b, **changes) if changes else b
+
+    @property
+    def base_lr(self) -> float:
+        """The initial learning rate: ``lr`` if given, else the budget's."""
+        return self.lr if self.lr is not None else self.effective_budget.lr
 
     @property
     def uses_warmup(self) -> bool:
@@ -166,8 +176,8 @@ def pick_device(device: str | None = None) -> torch.device:
 def learning_rate(config: TrainConfig, budget: Budget, step: int, warming_up: bool) -> float:
     """The paper's step schedule, ÷10 at each milestone; 0.01 while warming up."""
     if warming_up:
-        return config.lr / 10
-    return config.lr * 0.1 ** sum(step >= m for m in budget.milestones)
+        return config.base_lr / 10
+    return config.base_lr * 0.1 ** sum(step >= m for m in budget.milestones)
 
 
 def load_checkpoint(path: Path, config: TrainConfig) -> dict:
@@ -288,7 +298,7 @@ def train(
     if ctx.enabled:
         model = dist_mod.convert_sync_batchnorm(model, dev.type)
     model = model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.base_lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
 
     state = RunState(warming_up=config.uses_warmup)
