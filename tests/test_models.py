@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from resnet_book.analysis import count_macs, count_parameters
 from resnet_book.models import (
@@ -211,3 +212,21 @@ def test_deeper_plain_net_built_from_identities_computes_the_same_function():
         deepen_with_identity_blocks(cifar_resnet(20), 56)
     with pytest.raises(ValueError, match="not deeper"):
         deepen_with_identity_blocks(shallow, 14)
+
+
+def test_norm_layer_identity_removes_every_batchnorm():
+    for residual, preact in ((True, False), (False, False), (True, True)):
+        with_bn = cifar_resnet(20, residual=residual, preact=preact)
+        without = cifar_resnet(20, residual=residual, preact=preact, norm_layer=nn.Identity)
+        n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in with_bn.modules())
+        bn_params = sum(p.numel() for m in with_bn.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in without.modules()) and n_bn > 0
+        assert sum(p.numel() for p in without.parameters()) == sum(p.numel() for p in with_bn.parameters()) - bn_params
+        # the convolutions are the same layers, under the same names
+        convs = lambda m: [n for n, c in m.named_modules() if isinstance(c, nn.Conv2d)]  # noqa: E731
+        assert convs(with_bn) == convs(without)
+        assert without(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="needs a BatchNorm"):
+        cifar_resnet(20, norm_layer=nn.Identity, zero_init_residual=True)
+    # option B/C projections take the norm layer too
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in cifar_resnet(20, shortcut="C", norm_layer=nn.Identity).modules())

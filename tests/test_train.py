@@ -227,3 +227,14 @@ def test_results_store_is_atomic_and_never_overwrites(tmp_path):
         results.save_run({**rec, "experiment": "../evil"}, root=tmp_path)
     m, s = results.mean_std([1.0, 2.0, 3.0])
     assert m == 2.0 and s == pytest.approx(1.0) and math.isnan(results.mean_std([])[0])
+
+
+def test_norm_none_trains_without_batchnorm(tiny):
+    cfg = TrainConfig(model="plain8", budget="smoke", norm="none", iterations=8)
+    r, model = train(cfg, data=tiny, progress=False, return_model=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert cfg.run_id() == "plain8_norm-none_it8_smoke_seed0" and r["config"]["norm"] == "none"
+    with pytest.raises(ValueError, match="allowed: batch, none"):
+        TrainConfig(norm="layer")
+    with pytest.raises(ValueError, match="CIFAR networks only"):
+        TrainConfig(model="resnet18", norm="none")

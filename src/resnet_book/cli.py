@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--shortcut", choices=["A", "B", "C"])
     t.add_argument("--zero-init-residual", action="store_true")
+    t.add_argument("--norm", default="batch", choices=["batch", "none"], help="'none': no BatchNorm layers (CIFAR nets)")
     t.add_argument("--normalization", default="per_pixel", choices=["per_pixel", "per_channel"])
     t.add_argument("--val-size", type=int, default=0, help="held-out validation images (paper: 5000)")
     t.add_argument("--lr", type=float, help="initial learning rate (default: the budget's, 0.1 x batch/128)")
@@ -76,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _cmd_train(a) -> int:
     config = TrainConfig(model=a.model, budget=a.budget, seed=a.seed, shortcut=a.shortcut,
-                         zero_init_residual=a.zero_init_residual, normalization=a.normalization,
+                         zero_init_residual=a.zero_init_residual, norm=a.norm, normalization=a.normalization,
                          val_size=a.val_size, lr=a.lr, warmup=a.warmup, iterations=a.iterations,
                          batch_size=a.batch_size, precision=a.precision, compile=a.compile)
     if not a.no_save and results.has_run(a.experiment, config.run_id(), a.results):

@@ -35,6 +35,7 @@ from .results import provenance
 
 CHECKPOINT_FORMAT = 1
 PAPER_LR, PAPER_BATCH = 0.1, 128
+NORM_LAYERS = {"batch": nn.BatchNorm2d, "none": nn.Identity}
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TrainConfig:
     seed: int = 0
     shortcut: str | None = None  # None: the model's default (A for CIFAR)
     zero_init_residual: bool = False
+    norm: str = "batch"  # "batch": BN after every convolution (paper); "none": no normalisation layers
     normalization: str = "per_pixel"
     val_size: int = 0  # 5000 gives the paper's 45k/5k split
     data_seed: int = 0  # which subset/split; the same for every training seed
@@ -118,6 +120,10 @@ class TrainConfig:
         parse_model_name(self.model)
         if self.budget not in BUDGETS:
             raise ValueError(f"unknown budget {self.budget!r}; allowed: {', '.join(BUDGETS)}")
+        if self.norm not in NORM_LAYERS:
+            raise ValueError(f"unknown norm {self.norm!r}; allowed: {', '.join(NORM_LAYERS)}")
+        if self.norm != "batch" and parse_model_name(self.model).family != "cifar":
+            raise ValueError(f"norm={self.norm!r} is available for the CIFAR networks only; {self.model} is an ImageNet net")
         if self.warmup not in ("auto", "on", "off"):
             raise ValueError(f"unknown warmup {self.warmup!r}; allowed: auto, on, off")
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -156,7 +162,7 @@ class TrainConfig:
     def run_id(self) -> str:
         """A file-safe name: model, non-default options, budget and seed."""
         default = TrainConfig()
-        short = {"shortcut": "opt", "zero_init_residual": "zeroinit", "normalization": "", "val_size": "val",
+        short = {"shortcut": "opt", "zero_init_residual": "zeroinit", "norm": "norm-", "normalization": "", "val_size": "val",
                  "lr": "lr", "warmup": "warmup-", "iterations": "it", "batch_size": "bs"}
         parts = [self.model]
         for f, tag in short.items():
@@ -292,6 +298,8 @@ def train(
     # --- model and optimiser (SGD + momentum; weight decay on all parameters, as in the paper)
     torch.manual_seed(config.seed)
     kwargs = {"zero_init_residual": config.zero_init_residual}
+    if config.norm != "batch":
+        kwargs["norm_layer"] = NORM_LAYERS[config.norm]
     if config.shortcut is not None:
         kwargs["shortcut"] = config.shortcut
     model = build_model(config.model, **kwargs)

@@ -15,10 +15,16 @@ Shortcut options when the shape changes (paper Sec. 3.3 and Table 3):
 * ``"B"`` -- a 1x1 convolution + BN projection where the shape changes, identity elsewhere;
 * ``"C"`` -- a projection on every shortcut.
 
+``norm_layer`` (as in torchvision) builds each normalisation layer: ``nn.BatchNorm2d`` by default;
+``nn.Identity`` gives the same network without batch normalisation (chapter 3 uses it to show
+what BN does for the gradients).
+
 Module and attribute names follow torchvision's ``models/resnet.py`` (``conv1``, ``bn1``,
 ``downsample``...) so state dicts are interchangeable.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as nnf
@@ -65,18 +71,22 @@ class ShortcutA(nn.Module):
         return f"{self.in_planes}, {self.out_planes}, stride={self.stride}, zero-padded"
 
 
-def projection(in_planes: int, out_planes: int, stride: int = 1) -> nn.Sequential:
+NormLayer = Callable[[int], nn.Module]
+
+
+def projection(in_planes: int, out_planes: int, stride: int = 1, norm_layer: NormLayer | None = None) -> nn.Sequential:
     """Options B/C: ``W_s x`` as a 1x1 convolution followed by BN (torchvision's ``downsample``)."""
-    return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
+    return nn.Sequential(conv1x1(in_planes, out_planes, stride), (norm_layer or nn.BatchNorm2d)(out_planes))
 
 
-def make_shortcut(option: str, in_planes: int, out_planes: int, stride: int) -> nn.Module | None:
+def make_shortcut(option: str, in_planes: int, out_planes: int, stride: int,
+                  norm_layer: NormLayer | None = None) -> nn.Module | None:
     """The shortcut module for one residual block, or ``None`` for the plain identity."""
     if option not in SHORTCUT_OPTIONS:
         raise ValueError(f"unknown shortcut option {option!r}; allowed: {', '.join(SHORTCUT_OPTIONS)}")
     shape_changes = stride != 1 or in_planes != out_planes
     if option == "C" or (option == "B" and shape_changes):
-        return projection(in_planes, out_planes, stride)
+        return projection(in_planes, out_planes, stride, norm_layer)
     if option == "A" and shape_changes:
         return ShortcutA(in_planes, out_planes, stride)
     return None
@@ -126,13 +136,15 @@ class BasicBlock(_Block):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm_layer: NormLayer | None = None):
         super().__init__(inplanes, planes * self.expansion, stride)
+        norm_layer = norm_layer or nn.BatchNorm2d
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.downsample = downsample  # registered last, as in torchvision (state-dict key order)
 
     @property
@@ -208,12 +220,14 @@ class PreActBlock(_Block):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm_layer: NormLayer | None = None):
         super().__init__(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(inplanes)
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.bn1 = norm_layer(inplanes)
         self.relu = nn.ReLU(inplace=False)  # the input x must survive for the shortcut
         self.conv1 = conv3x3(inplanes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes)
         self.downsample = downsample
 
@@ -266,6 +280,9 @@ def init_paper_(model: nn.Module, zero_init_residual: bool = False) -> None:
     if zero_init_residual:
         for m in model.modules():
             if is_block(m) and m.residual:
+                if not isinstance(m, PreActBlock) and not isinstance(m.last_bn, nn.BatchNorm2d):
+                    raise ValueError("zero_init_residual needs a BatchNorm at the end of each residual branch; "
+                                     "this model has none (norm_layer=nn.Identity?)")
                 if isinstance(m, PreActBlock):
                     nn.init.zeros_(m.conv2.weight)
                 else:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .blocks import (
     SHORTCUT_OPTIONS,
     BasicBlock,
+    NormLayer,
     PlainBlock,
     PreActBlock,
     init_paper_,
@@ -50,6 +51,7 @@ class CifarResNet(nn.Module):
         preact: bool = False,
         num_classes: int = 10,
         zero_init_residual: bool = False,
+        norm_layer: NormLayer | None = None,
     ) -> None:
         super().__init__()
         n = cifar_blocks_per_stage(depth)
@@ -60,17 +62,18 @@ class CifarResNet(nn.Module):
             raise ValueError("preact=True needs residual=True: a pre-activation unit without its shortcut is a plain net")
         self.depth, self.residual, self.shortcut_option, self.preact = depth, residual, shortcut, preact
         block = PreActBlock if preact else (BasicBlock if residual else PlainBlock)
+        self._norm_layer = norm_layer = norm_layer or nn.BatchNorm2d
 
         self.inplanes = CIFAR_WIDTHS[0]
         self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=3, padding=1, bias=False)
         # The pre-activation net has no BN/ReLU here: the first unit starts with them.
-        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(self.inplanes)
+        self.bn1 = nn.Identity() if preact else norm_layer(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
         self.layer1 = self._make_layer(block, CIFAR_WIDTHS[0], n, stride=1)
         self.layer2 = self._make_layer(block, CIFAR_WIDTHS[1], n, stride=2)
         self.layer3 = self._make_layer(block, CIFAR_WIDTHS[2], n, stride=2)
         # Pre-activation nets end with the BN + ReLU that the last unit left out.
-        self.final_bn = nn.BatchNorm2d(CIFAR_WIDTHS[2]) if preact else nn.Identity()
+        self.final_bn = norm_layer(CIFAR_WIDTHS[2]) if preact else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(CIFAR_WIDTHS[2] * block.expansion, num_classes)
         init_paper_(self, zero_init_residual)
@@ -80,11 +83,11 @@ class CifarResNet(nn.Module):
         for i in range(blocks):
             s = stride if i == 0 else 1
             downsample = (
-                make_shortcut(self.shortcut_option, self.inplanes, planes * block.expansion, s)
+                make_shortcut(self.shortcut_option, self.inplanes, planes * block.expansion, s, self._norm_layer)
                 if self.residual
                 else None
             )
-            layers.append(block(self.inplanes, planes, s, downsample))
+            layers.append(block(self.inplanes, planes, s, downsample, norm_layer=self._norm_layer))
             self.inplanes = planes * block.expansion
         return nn.Sequential(*layers)
 
@@ -105,12 +108,14 @@ def cifar_resnet(
     preact: bool = False,
     num_classes: int = 10,
     zero_init_residual: bool = False,
+    norm_layer: NormLayer | None = None,
 ) -> CifarResNet:
     """A CIFAR ResNet of ``depth = 6n + 2`` layers (paper Sec. 4.2).
 
     ``residual=False`` gives the plain net with the same layers; ``shortcut`` is option
     ``"A"`` (the paper's CIFAR choice), ``"B"`` or ``"C"``; ``preact=True`` uses the
-    pre-activation unit of the Identity Mappings paper.
+    pre-activation unit of the Identity Mappings paper; ``norm_layer`` builds every normalisation
+    layer (default ``nn.BatchNorm2d``; ``nn.Identity`` for a network without normalisation).
     """
     return CifarResNet(
         depth,
@@ -119,4 +124,5 @@ def cifar_resnet(
         preact=preact,
         num_classes=num_classes,
         zero_init_residual=zero_init_residual,
+        norm_layer=norm_layer,
     )
