@@ -10,7 +10,7 @@ import nbformat
 import pytest
 import torch
 
-from resnet_book import exercises
+from resnet_book import analysis, exercises
 from resnet_book.models.surgery import make_identity_
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ def test_notebook_solutions_pass_their_checks(path):
     pairs = list(_solution_and_check_cells(path))
     assert pairs, f"{path.name} has no code exercise"
     for solution, check in pairs:
-        ns = {"torch": torch, "exercises": exercises}
+        ns = {"torch": torch, "exercises": exercises, "analysis": analysis}
         exec(solution, ns)
         check = re.sub(r"^from resnet_book import exercises\s*$", "", check, flags=re.M)
         exec(check, ns)
@@ -71,12 +71,43 @@ def test_wrong_answers_get_hints_not_solutions():
         exercises.check_zero_init(zero_everything)
 
 
+def test_chapter_3_checks_give_hints():
+    with pytest.raises(exercises.ExerciseError, match="2\\*\\*2 = 4 paths"):
+        exercises.check_path_counts(lambda n: [1] * (n + 1))
+    with pytest.raises(exercises.ExerciseError, match="return 3 counts"):
+        exercises.check_path_counts(lambda n: [1, 1] if n == 2 else [1] * (n + 1) if n < 2 else [])
+    with pytest.raises(exercises.ExerciseError, match="but are wrong"):
+        exercises.check_path_counts(lambda n: [2 ** n] + [0] * n)  # the right total, all on one length
+
+    def leaves_blocks_dropped(model, error):
+        out = {}
+        for name in analysis.droppable(model):
+            dict(analysis.blocks(model))[name].dropped = True  # dropped by hand, never restored
+            out[name] = error(model)
+        return out
+
+    with pytest.raises(exercises.ExerciseError, match="not intact"):
+        exercises.check_lesion_errors(leaves_blocks_dropped)
+
+    def all_at_once(model, error):
+        names = analysis.droppable(model)
+        with analysis.lesion(model, names):
+            e = error(model)
+        return {n: e for n in names}
+
+    with pytest.raises(exercises.ExerciseError, match="one block at a time"):
+        exercises.check_lesion_errors(all_at_once)
+    with pytest.raises(exercises.ExerciseError, match="wrong block names"):
+        exercises.check_lesion_errors(lambda model, error: {"layer1.0": 0.0})
+
+
 def test_unimplemented_answers_say_so():
     def todo(*args):
         raise NotImplementedError
 
     for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block,
-                  exercises.check_residual_forward, exercises.check_zero_init):
+                  exercises.check_residual_forward, exercises.check_zero_init, exercises.check_path_counts,
+                  exercises.check_lesion_errors):
         with pytest.raises(exercises.ExerciseError, match="not implemented yet"):
             check(todo)
 

@@ -186,3 +186,14 @@ def lesion_study(model: nn.Module, error: Callable[[nn.Module], float], *, ks: I
                 errs.append(error(model))
         out["random_sets"][str(k)] = errs
     return out
+
+
+def mean_profile(profiles: list[dict[str, dict[str, float]]], key: str) -> dict[str, float]:
+    """Average one quantity (``"grad_norm"`` or ``"act_std"``) of several :func:`activation_stats`
+    results (e.g. the ``profile`` analyses of a run's seeds), block by block."""
+    if not profiles:
+        raise ValueError("no profiles to average")
+    names = list(profiles[0])
+    if any(list(p) != names for p in profiles):
+        raise ValueError("the profiles are of different networks (their block names differ)")
+    return {n: sum(p[n][key] for p in profiles) / len(profiles) for n in names}

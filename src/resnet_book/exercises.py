@@ -116,3 +116,62 @@ def check_zero_init(fn) -> str:
     if extra:
         msg.append(f"changed but should not be: {extra[:3]}{'...' if len(extra) > 3 else ''}")
     raise ExerciseError("; ".join(msg))
+
+
+def check_path_counts(fn) -> str:
+    """``fn(n)`` must return ``[c_0, ..., c_n]``: how many of the ``2**n`` paths through ``n``
+    residual blocks pass through exactly ``k`` residual branches (Veit et al. 2016)."""
+    from .analysis import path_length_counts
+
+    for n in (0, 1, 2, 3, 10, 54):
+        want = path_length_counts(n)
+        got = _call(fn, n)
+        if not isinstance(got, (list, tuple)) or not all(isinstance(v, int) for v in got):
+            raise ExerciseError(f"return a list of ints; got {type(got).__name__} for n={n}")
+        got = list(got)
+        if len(got) != n + 1:
+            raise ExerciseError(f"for n={n} return {n + 1} counts (k = 0..{n}); got {len(got)}")
+        if sum(got) != 2 ** n:
+            raise ExerciseError(f"for n={n} your counts add up to {sum(got):,}, but there are 2**{n} = {2 ** n:,} "
+                                "paths: each block is either passed through its branch or skipped.")
+        if got != want:
+            raise ExerciseError(f"for n={n} the counts add up to 2**n but are wrong (e.g. k=1: {got[min(1, n)]}). "
+                                "Hint: a new block turns every path of length k into one of length k (skip) and "
+                                "one of length k+1 (branch).")
+    return "Correct: the counts are the binomial coefficients C(n, k); for 54 blocks most paths use about 27."
+
+
+def check_lesion_errors(fn) -> str:
+    """``fn(model, error)`` must return ``{block name: error(model) with that block dropped}`` for
+    every block :func:`resnet_book.analysis.lesion` can drop, and leave the model intact."""
+    from .analysis import blocks, droppable, lesion
+
+    torch.manual_seed(3)
+    model = cifar_resnet(14).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference_out = model(x)
+
+    def error(m) -> float:
+        with torch.no_grad():
+            return (m(x) - reference_out).pow(2).mean().item()  # 0 for the intact model
+
+    want = {}
+    for name in droppable(model):
+        with lesion(model, [name]):
+            want[name] = error(model)
+    got = _call(fn, model, error)
+    if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
+        raise ExerciseError("the model is not intact after your function: use `with analysis.lesion(model, [name]):` "
+                            "so every block is restored, even if something fails.")
+    if not isinstance(got, dict):
+        raise ExerciseError(f"return a dict {{block name: error}}; got {type(got).__name__}")
+    if set(got) != set(want):
+        missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        raise ExerciseError(f"wrong block names (missing {missing[:3]}, unexpected {extra[:3]}). "
+                            "Hint: analysis.droppable(model) lists the blocks that can be dropped.")
+    wrong = [n for n in want if not abs(got[n] - want[n]) <= 1e-9 + 1e-6 * abs(want[n])]
+    if wrong:
+        raise ExerciseError(f"the error for {wrong[0]} is {got[wrong[0]]:.4g}, expected {want[wrong[0]]:.4g}: "
+                            "drop one block at a time, and measure inside the `with`.")
+    return f"Correct: {len(want)} blocks, each dropped alone."

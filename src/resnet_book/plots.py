@@ -48,7 +48,7 @@ def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, 
 def _labels_and_axes(runs: Runs, labels, ax, figsize):
     style()
     groups = runs.groups()
-    labels = [lab for lab in (labels or sorted(groups, key=_depth_key)) if lab in groups]
+    labels = [lab for lab in (labels or sorted(groups, key=depth_key)) if lab in groups]
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
     else:
@@ -122,7 +122,8 @@ def budget_note(budget: str) -> str:
     return f"budget {b.name}: {b.description}"
 
 
-def _depth_key(label: str):
+def depth_key(label: str):
+    """Sort key that puts 'plain20' before 'plain110' (family, then depth)."""
     digits = "".join(ch if ch.isdigit() else " " for ch in label).split()
     return (label.rstrip("0123456789-"), int(digits[0]) if digits else 0, label)
 
@@ -160,7 +161,7 @@ def depth_trend(named_runs: dict[str, Runs], *, metric: str = "train_error", tit
     for i, (name, runs) in enumerate(named_runs.items()):
         groups = runs.groups()
         depths, means, stds = [], [], []
-        for label in sorted(groups, key=_depth_key):
+        for label in sorted(groups, key=depth_key):
             vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
             depths.append(groups[label][0]["model"]["depth"])
             means.append(vals.mean())
@@ -175,4 +176,61 @@ def depth_trend(named_runs: dict[str, Runs], *, metric: str = "train_error", tit
     ax.legend()
     fig.text(0.01, 0.005, "\n".join(lines), fontsize=6.5, color="#444444", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.04 * len(lines), 1, 1))
+    return fig
+
+
+def lesion_errors(studies: dict[str, list[dict]], *, title: str | None = None, note: str = ""):
+    """Veit et al. (2016), Fig. 3 and 5 at our scale: test error when one block is dropped (left,
+    per block; blocks that cannot be dropped are left out) and when k random blocks are dropped
+    (right), mean ± std over the runs given for each name (the ``lesion`` analyses of stored runs)."""
+    style()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.6, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    for i, (name, runs) in enumerate(studies.items()):
+        colour, ls = OKABE_ITO[i % len(OKABE_ITO)], "-" if i % 2 == 0 else "--"
+        base = 100 * np.asarray([r["baseline"] for r in runs])
+        blocks = list(runs[0]["single"])
+        idx = [j for j, b in enumerate(blocks) if runs[0]["single"][b] is not None]
+        vals = 100 * np.asarray([[r["single"][blocks[j]] for j in idx] for r in runs], dtype=float)
+        x = np.asarray(idx) + 1
+        ax1.errorbar(x, vals.mean(0), yerr=vals.std(0, ddof=1) if len(runs) > 1 else None, color=colour, ls=ls,
+                     marker="o", ms=3, lw=1.4, capsize=2, label=f"{name}: one block dropped")
+        ax1.axhline(base.mean(), color=colour, lw=0.8, ls=":", label=f"{name}: nothing dropped")
+        ks = sorted(runs[0]["random_sets"], key=int)
+        if ks:
+            per_run = 100 * np.asarray([[np.mean(r["random_sets"][k]) for k in ks] for r in runs])
+            kx = [0] + [int(k) for k in ks]
+            mean = np.concatenate([[base.mean()], per_run.mean(0)])
+            std = np.concatenate([[base.std(ddof=1) if len(runs) > 1 else 0],
+                                  per_run.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(ks))])
+            ax2.errorbar(kx, mean, yerr=std, color=colour, ls=ls, marker="o", ms=3, lw=1.4, capsize=2, label=name)
+    ax1.axhline(90, color="#888888", lw=0.8, ls="-.")
+    ax1.text(1, 88, "chance (90%)", fontsize=7, color="#666666", va="top")
+    ax2.axhline(90, color="#888888", lw=0.8, ls="-.")
+    ax1.set_xlabel("dropped block (input → output)")
+    ax1.set_ylabel("test error (%)")
+    ax2.set_xlabel("number of random blocks dropped")
+    ax2.set_ylabel("test error (%)")
+    ax1.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    return fig
+
+
+def path_lengths(num_blocks: int, *, title: str | None = None):
+    """How many of the 2**n paths through n residual blocks pass through k branches (Veit et al.
+    2016, Fig. 6a at our depth): the binomial coefficients, as a share of all paths."""
+    from .analysis import path_length_counts
+
+    style()
+    counts = np.asarray(path_length_counts(num_blocks), dtype=float)
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    ax.bar(range(num_blocks + 1), 100 * counts / counts.sum(), color=OKABE_ITO[0], alpha=0.85)
+    ax.set_xlabel("path length (residual branches on the path)")
+    ax.set_ylabel("share of all paths (%)")
+    ax.set_title(title or f"The {2 ** num_blocks:.3g} paths through {num_blocks} residual blocks")
+    fig.tight_layout()
     return fig

@@ -55,7 +55,7 @@ def curve_explorer(runs: results.Runs, *, title: str | None = None):
 
     from . import plots
 
-    labels = sorted(runs.groups(), key=plots._depth_key)
+    labels = sorted(runs.groups(), key=plots.depth_key)
     pick = W.SelectMultiple(options=labels, value=tuple(labels), rows=min(len(labels), 6),
                             description="models", layout=W.Layout(width="260px"))
     image = W.Image(format="png", layout=W.Layout(max_width="100%"))
@@ -76,23 +76,26 @@ def curve_explorer(runs: results.Runs, *, title: str | None = None):
     return W.VBox([pick, message, image])
 
 
-def figure_selector(figures: dict, *, description: str = "choose"):
+def figure_selector(figures: dict, *, description: str = "choose", value=None):
     """A slider over precomputed figures (e.g. one per value of a parameter), shown as PNG images
-    so that the rendered book's static view shows the current one."""
+    so that the rendered book's static view shows the current one (``value``, default the first)."""
     import io
 
     import ipywidgets as W
     import matplotlib.pyplot as plt
 
     keys = list(figures)
+    value = keys[0] if value is None else value
+    if value not in figures:
+        raise ValueError(f"value {value!r} is not one of the figures: {keys}")
     pngs = {}
     for key, fig in figures.items():
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         plt.close(fig)
         pngs[key] = buf.getvalue()
-    slider = W.SelectionSlider(options=keys, value=keys[0], description=description, continuous_update=True,
+    slider = W.SelectionSlider(options=keys, value=value, description=description, continuous_update=True,
                                layout=W.Layout(width="420px"))
-    image = W.Image(value=pngs[keys[0]], format="png", layout=W.Layout(max_width="100%"))
+    image = W.Image(value=pngs[value], format="png", layout=W.Layout(max_width="100%"))
     slider.observe(lambda change: setattr(image, "value", pngs[change["new"]]), names="value")
     return W.VBox([slider, image])
