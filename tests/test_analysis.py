@@ -77,3 +77,37 @@ def test_bench_measures_both_pipelines(tiny):
     r = run_bench(tiny, model="resnet8", batch_size=32, steps=2, warmup=1, workers=0)
     assert r["ours_images_per_s"] > 0 and r["baseline_images_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["ours_images_per_s"] / r["baseline_images_per_s"], rel=0.02)
+
+
+def test_lesion_study_drops_each_block_and_random_sets(batch):
+    x, _ = batch
+    plain = cifar_resnet(14, residual=False).eval()
+    with torch.no_grad():
+        ref = plain(x)
+    calls = []
+
+    def error(m):
+        calls.append(sorted(n for n, b in analysis.blocks(m) if b.dropped))
+        with torch.no_grad():
+            return (m(x) - ref).abs().max().item()
+
+    study = analysis.lesion_study(plain, error, ks=(2, 99), draws=2, seed=0)
+    # plain-14: 6 blocks, the first of stages 2 and 3 change the shape and cannot be dropped
+    assert analysis.droppable(plain) == ["layer1.0", "layer1.1", "layer2.1", "layer3.1"]
+    assert [v is None for v in study["single"].values()] == [False, False, True, False, True, False]
+    assert study["baseline"] == 0.0 and all(v > 0 for v in study["single"].values() if v is not None)
+    assert list(study["random_sets"]) == ["2"] and len(study["random_sets"]["2"]) == 2  # k=99 > 4 is skipped
+    assert calls[0] == [] and all(len(c) == 1 for c in calls[1:5]) and all(len(c) == 2 for c in calls[5:])
+    assert not any(b.dropped for _, b in analysis.blocks(plain))
+    again = analysis.lesion_study(plain, error, ks=(2,), draws=2, seed=0)
+    assert again["random_sets"] == study["random_sets"]  # seeded
+
+
+def test_mean_profile_averages_block_by_block():
+    a = {"layer1.0": {"grad_norm": 1.0, "act_std": 2.0}, "layer1.1": {"grad_norm": 3.0, "act_std": 1.0}}
+    b = {"layer1.0": {"grad_norm": 3.0, "act_std": 0.0}, "layer1.1": {"grad_norm": 5.0, "act_std": 1.0}}
+    assert analysis.mean_profile([a, b], "grad_norm") == {"layer1.0": 2.0, "layer1.1": 4.0}
+    with pytest.raises(ValueError, match="different networks"):
+        analysis.mean_profile([a, {"layer2.0": a["layer1.0"]}], "grad_norm")
+    with pytest.raises(ValueError, match="no profiles"):
+        analysis.mean_profile([], "grad_norm")

@@ -238,3 +238,17 @@ def test_norm_none_trains_without_batchnorm(tiny):
         TrainConfig(norm="layer")
     with pytest.raises(ValueError, match="CIFAR networks only"):
         TrainConfig(model="resnet18", norm="none")
+
+
+def test_runs_where_filters_by_label_budget_and_source():
+    def rec(label, budget, source, seed):
+        return {"label": label, "budget": {"name": budget}, "data": {"source": source}, "seed": seed,
+                "final": {"test_error": 0.1 * seed}, "config": {"model": label}, "provenance": {"device": "d"}}
+
+    runs = results.Runs("e", [rec("a", "cpu", "cifar10-jpeg", 0), rec("a", "paper", "cifar10", 1),
+                              rec("b", "cpu", "cifar10-jpeg", 2)])
+    assert [r["seed"] for r in runs.where(label="a")] == [0, 1]
+    assert [r["seed"] for r in runs.where(budget="cpu", source="cifar10-jpeg")] == [0, 2]
+    assert len(runs.where(label="a", budget="smoke")) == 0 and runs.where(label="b").experiment == "e"
+    with pytest.raises(ValueError, match="allowed: budget, source, label"):
+        runs.where(model="a")
