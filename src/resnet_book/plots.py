@@ -104,7 +104,7 @@ def layer_profile(profiles: dict[str, dict[str, float]], *, ylabel: str, title: 
     for i, (name, values) in enumerate(profiles.items()):
         ax.plot(range(1, len(values) + 1), list(values.values()), marker="o", ms=2.5, lw=1.4,
                 color=OKABE_ITO[i % len(OKABE_ITO)], ls="-" if i % 2 == 0 else "--", label=name)
-    ax.set_xlabel("layer index (input → output)")
+    ax.set_xlabel("block (input → output)")
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
