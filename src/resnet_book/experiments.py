@@ -58,14 +58,12 @@ def _depths(prefix: str, depths=(20, 32, 44, 56)) -> tuple[tuple[str, dict], ...
     return tuple((f"{prefix}{d}", {"model": f"{prefix}{d}"}) for d in depths)
 
 
-def _lesion(model, config: TrainConfig, data) -> dict:
-    ds, normalize = dataset_for(config, data)
+def _lesion(model, config: TrainConfig, ds, normalize) -> dict:
     return analysis.lesion_study(model, lambda m: error_rate(m, ds.test_images, ds.test_labels, normalize),
                                  seed=config.seed)
 
 
-def _profile(model, config: TrainConfig, data) -> dict:
-    ds, normalize = dataset_for(config, data)
+def _profile(model, config: TrainConfig, ds, normalize) -> dict:
     device = next(model.parameters()).device
     x, y = normalize(ds.train_images[:256]).to(device), ds.train_labels[:256].to(device)
     saved = copy.deepcopy(model.state_dict())  # train mode updates the BN running statistics
@@ -148,7 +146,8 @@ def reproduce(
         rec, model = train(config, data=data, device=device, checkpoint=ckpt, resume=True, deadline=deadline,
                            progress=progress, experiment=name, label=label, return_model=True)
         if rec["status"] == "complete" and exp.analyses.get(label):
-            rec["analysis"] = {a: ANALYSES[a](model, config, data) for a in exp.analyses[label]}
+            ds, normalize = dataset_for(config, data)  # the run's own images, prepared once for all analyses
+            rec["analysis"] = {a: ANALYSES[a](model, config, ds, normalize) for a in exp.analyses[label]}
         if rec["status"] != "complete":
             log(f"time limit reached at iteration {rec['step']}; checkpoint kept at {ckpt}. Run again to continue.")
             summary["finished"] = False
