@@ -115,6 +115,12 @@ def test_page_works_offline(server, browser, page_path):
         page.wait_for_function(
             f"() => document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox').length >= {n_views}",
             timeout=20_000)
+        # The widget bundle's icon fonts load only when a glyph is drawn; load them now so a wrong
+        # font URL fails on every page with widgets, not only on pages whose widgets show icons.
+        page.evaluate("""() => Promise.all(['900 16px "Font Awesome 5 Free"', '400 16px "Font Awesome 5 Free"',
+                                             '16px "Font Awesome 5 Brands"', '16px FontAwesome']
+                                            .map(f => document.fonts.load(f).catch(() => null)))""")
+        page.wait_for_load_state("networkidle")
     # Figures and images: all loaded and displayed.
     broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
     # Solutions: hidden until their toggle is clicked, then shown.

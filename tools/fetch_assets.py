@@ -71,6 +71,10 @@ def main() -> int:
         return 0
     if OUT.exists():
         shutil.rmtree(OUT)
+    # An incremental Sphinx build with no changed page skips copying html_extra_path, so an old
+    # copy in the built site would outlive this update: drop the built HTML (not the execution
+    # cache), and the next build writes every page and these assets afresh.
+    shutil.rmtree(ROOT / "_build" / "html", ignore_errors=True)
     for name, version, integrity, keep in PACKAGES:
         with tarfile.open(fileobj=io.BytesIO(_tarball(name, version, integrity)), mode="r:gz") as tar:
             for member in tar.getmembers():
