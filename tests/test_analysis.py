@@ -77,6 +77,11 @@ def test_bench_measures_both_pipelines(tiny):
     r = run_bench(tiny, model="resnet8", batch_size=32, steps=2, warmup=1, workers=0)
     assert r["ours_images_per_s"] > 0 and r["baseline_images_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["ours_images_per_s"] / r["baseline_images_per_s"], rel=0.02)
+    assert r["precision"] == "fp32"  # "auto" on the CPU is the trainer's fp32
+    assert run_bench(tiny, model="resnet8", batch_size=32, steps=1, warmup=0, workers=0,
+                     precision="bf16")["precision"] == "bf16 autocast"
+    with pytest.raises(ValueError, match="allowed: auto, fp32, bf16"):
+        run_bench(tiny, model="resnet8", precision="fp16")
 
 
 def test_lesion_study_drops_each_block_and_random_sets(batch):

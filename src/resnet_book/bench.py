@@ -3,8 +3,10 @@
 Both train the same model with the same optimiser on the same device, in one process:
 
 * **ours** -- the whole dataset on the device as uint8, batched crop/flip with tensor ops,
-  channels_last, and bf16 autocast on CUDA (fp32 on the CPU); with ``compile=True`` also
-  ``torch.compile`` (compilation is done in the warm-up steps and not timed);
+  channels_last, and the trainer's precision: ``"auto"`` is bf16 autocast on CUDA and fp32 on the
+  CPU, ``"bf16"`` forces bf16 autocast (worth it on CPUs with native bf16 instructions, e.g.
+  AVX512-BF16 or AMX), ``"fp32"`` forces fp32; with ``compile=True`` also ``torch.compile``
+  (compilation is done in the warm-up steps and not timed);
 * **baseline** -- a torchvision-style dataset that yields PIL images, ``transforms`` (RandomCrop
   with padding 4, RandomHorizontalFlip, ToTensor, Normalize) and a ``DataLoader`` with workers, in fp32.
 
@@ -58,11 +60,15 @@ def _time_steps(step_fn, warmup: int, steps: int, device: torch.device) -> float
 
 
 def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, steps: int = 30, warmup: int = 5,
-              device: str | None = None, workers: int | None = None, seed: int = 0, compile: bool = False) -> dict:
+              device: str | None = None, workers: int | None = None, seed: int = 0, compile: bool = False,
+              precision: str = "auto") -> dict:
     """Images/s of our pipeline and of the baseline, and their ratio."""
     from torchvision import transforms
 
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"unknown precision {precision!r}; allowed: auto, fp32, bf16")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
@@ -85,7 +91,7 @@ def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, 
         counter["step"] += 1
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext():
+        with torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
             out = fwd(x)
         loss = nnf.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -129,7 +135,8 @@ def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, 
         "model": model, "batch_size": batch_size, "steps": steps, "device": device_name(dev),
         "torch": torch.__version__, "workers": workers, "ours_images_per_s": round(ours_ips, 1),
         "baseline_images_per_s": round(base_ips, 1), "ratio": round(ours_ips / base_ips, 2),
-        "ours": "on-device data, batched augmentation, channels_last" + (", bf16 autocast" if dev.type == "cuda" else ", fp32")
+        "precision": "bf16 autocast" if use_bf16 else "fp32",
+        "ours": "on-device data, batched augmentation, channels_last" + (", bf16 autocast" if use_bf16 else ", fp32")
                 + (", torch.compile" if compile else ""),
         "baseline": f"torchvision transforms + DataLoader({workers} workers), fp32",
     }

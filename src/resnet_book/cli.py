@@ -68,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--workers", type=int, help="baseline DataLoader workers (default: min(4, cores))")
     b.add_argument("--compile", action="store_true", help="torch.compile our model (compiled during warm-up)")
+    b.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="ours: auto = bf16 autocast on CUDA, fp32 on the CPU (as the trainer); the baseline is always fp32")
     b.add_argument("--json", help="also write the result to this file")
     common(b)
 
@@ -121,7 +123,8 @@ def _cmd_bench(a) -> int:
     from .bench import run_bench
 
     r = run_bench(load_cifar10(a.data), model=a.model, batch_size=a.batch_size, steps=a.steps, warmup=a.warmup,
-                  device=None if a.device == "auto" else a.device, workers=a.workers, compile=a.compile)
+                  device=None if a.device == "auto" else a.device, workers=a.workers, compile=a.compile,
+                  precision=a.precision)
     print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps on {r['device']} (torch {r['torch']})")
     print(f"  ours     {r['ours_images_per_s']:10.1f} images/s  ({r['ours']})")
     print(f"  baseline {r['baseline_images_per_s']:10.1f} images/s  ({r['baseline']})")
