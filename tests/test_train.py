@@ -215,6 +215,43 @@ def test_reproduce_runs_analyses_and_reuses_identical_runs(tiny_folder, tmp_path
         Experiment("bad", "", (("a", {"model": "resnet8"}),), analyses={"a": ("nonsense",)})
 
 
+def test_reproduce_adds_a_missing_analysis_only_when_the_rerun_matches(tiny_folder, tmp_path, monkeypatch):
+    from resnet_book import experiments
+    from resnet_book.experiments import Experiment, reproduce
+
+    kw = dict(data_root=str(tiny_folder), results_root=tmp_path / "res", checkpoint_dir=tmp_path / "ck",
+              progress=False, log=lambda *a: None)
+    runs = (("resnet8", {"model": "resnet8"}), ("plain8", {"model": "plain8"}))
+    monkeypatch.setattr(experiments, "EXPERIMENTS", {"e": Experiment("e", "", runs, seeds=(0,), budget="smoke")})
+    assert reproduce("e", **kw)["trained"] == 2
+    path = results.record_path("e", "resnet8_smoke_seed0", tmp_path / "res")
+    before = json.loads(path.read_text())
+    # the experiment now asks for layer responses of the ResNet: the run is trained again, its final
+    # metrics must equal the stored ones, and only the analysis (with the re-run's provenance) is added
+    monkeypatch.setitem(experiments.EXPERIMENTS, "e", Experiment("e", "", runs, seeds=(0,), budget="smoke",
+                                                                 analyses={"resnet8": ("responses",)}))
+    out = reproduce("e", **kw)
+    assert out["extended"] == 1 and out["trained"] == 0 and out["mismatched"] == 0 and out["stored"] == 2
+    after = json.loads(path.read_text())
+    responses = after.pop("analysis")["responses"]
+    added = after.pop("analysis_added")
+    assert after == before  # nothing else changed: same curves, metrics, provenance
+    # resnet8: 3 basic blocks x 2 BN layers, named like the model's modules
+    assert list(responses) == [f"layer{i}.0.bn{j}" for i in (1, 2, 3) for j in (1, 2)]
+    assert all(v > 0 for v in responses.values())
+    assert added[0]["analyses"] == ["responses"] and added[0]["final_identical"] is True
+    assert added[0]["rerun_provenance"]["torch"]
+    assert reproduce("e", **kw)["extended"] == 0  # nothing left to add
+
+    # a stored record the re-run cannot match is left exactly as it was
+    tampered = {**before, "final": {**before["final"], "train_error": 0.123}}
+    path.write_text(json.dumps(tampered))
+    out = reproduce("e", **kw)
+    assert out["mismatched"] == 1 and out["extended"] == 0
+    assert json.loads(path.read_text()) == tampered
+    assert not list((tmp_path / "ck").rglob("*.pt"))  # no checkpoint left behind
+
+
 def test_results_store_is_atomic_and_never_overwrites(tmp_path):
     rec = {"experiment": "e", "run_id": "r", "config": {"model": "m"}, "final": {"test_error": 0.5},
            "provenance": {"device": "d"}, "budget": {"name": "smoke"}, "data": {"source": "s"}, "seed": 0}

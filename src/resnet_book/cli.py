@@ -115,7 +115,8 @@ def _cmd_reproduce(a) -> int:
                   data_root=a.data, device=a.device, checkpoint_dir=a.checkpoints, results_root=a.results,
                   progress=not a.quiet)
     state = "complete" if s["finished"] and s["stored"] == s["total"] else "unfinished (run the same command again)"
-    print(f"{a.experiment}: {s['stored']}/{s['total']} runs stored, {s['trained']} trained now; {state}")
+    extra = "".join(f", {s[k]} {k}" for k in ("reused", "extended", "mismatched") if s.get(k))
+    print(f"{a.experiment}: {s['stored']}/{s['total']} runs stored, {s['trained']} trained now{extra}; {state}")
     return 0
 
 

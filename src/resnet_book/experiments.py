@@ -10,9 +10,17 @@ Two things keep the runs cheap and comparable:
   ResNet-56 at seed 0 in ``reversal`` and ``zero-init``) copies that record, marked
   ``reused_from``, instead of training it again -- the same seed gives the same numbers anyway;
 * ``analyses`` measure the trained network before it is thrown away (checkpoints are not kept):
-  ``lesion`` (Veit et al. 2016, :func:`analysis.lesion_study` on the run's test images) and
+  ``lesion`` (Veit et al. 2016, :func:`analysis.lesion_study` on the run's test images),
   ``profile`` (per-block output std and gradient norm, :func:`analysis.activation_stats`, on 256
-  training images in train mode -- the measurement chapter 1 makes at initialisation).
+  training images in train mode -- the measurement chapter 1 makes at initialisation) and
+  ``responses`` (paper Fig. 7: std of every 3x3 layer's output after BN, before ReLU/addition,
+  :func:`analysis.layer_responses`, on 1000 test images in eval mode).
+
+When an experiment asks for an analysis that a stored run lacks, ``reproduce`` trains that run
+again, checks that the re-run ends with exactly the stored final metrics (training is deterministic
+for a given seed on the same kind of device), and only then adds the analysis to the stored record,
+with the re-run's provenance under ``analysis_added``. A re-run that does not match is reported and
+nothing is written.
 """
 from __future__ import annotations
 
@@ -73,7 +81,12 @@ def _profile(model, config: TrainConfig, ds, normalize) -> dict:
     return stats
 
 
-ANALYSES = {"lesion": _lesion, "profile": _profile}
+def _responses(model, config: TrainConfig, ds, normalize) -> dict:
+    device = next(model.parameters()).device
+    return analysis.layer_responses(model, normalize(ds.test_images[:1000]).to(device), which="bn")
+
+
+ANALYSES = {"lesion": _lesion, "profile": _profile, "responses": _responses}
 _BOTH = ("lesion", "profile")
 
 
@@ -83,9 +96,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("smoke", "the code path end to end, in seconds (CI)",
                    (("plain8", {"model": "plain8"}), ("resnet8", {"model": "resnet8"})), seeds=(0, 1), budget="smoke"),
         Experiment("degradation", "plain-20/32/44/56 on CIFAR-10: deeper plain nets train worse (paper Fig. 6 left)",
-                   _depths("plain"), analyses={"plain56": _BOTH}),
+                   _depths("plain"), analyses={"plain20": ("responses",), "plain56": (*_BOTH, "responses")}),
         Experiment("reversal", "ResNet-20/32/44/56 on CIFAR-10: deeper residual nets train better (paper Fig. 6 middle)",
-                   _depths("resnet"), analyses={"resnet56": _BOTH}),
+                   _depths("resnet"), analyses={"resnet20": ("responses",), "resnet56": (*_BOTH, "responses")}),
         Experiment("preactivation", "original vs pre-activation unit, ResNet-56 (Identity Mappings, Table 2/Fig. 6)",
                    (("resnet56", {"model": "resnet56"}), ("preresnet56", {"model": "preresnet56"}))),
         Experiment("zero-init", "standard init vs zero-initialised last BN of each residual branch, ResNet-56",
@@ -123,40 +136,71 @@ def reproduce(
     deadline = time.time() + time_limit if time_limit else None
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
     todo = [(label, c) for label, c in configs if not results.has_run(name, c.run_id(), results_root)]
-    summary = {"stored": len(configs) - len(todo), "trained": 0, "reused": 0, "finished": True}
+    summary = {"stored": len(configs) - len(todo), "trained": 0, "reused": 0, "extended": 0, "mismatched": 0,
+               "finished": True}
     remaining = []
     for label, config in todo:
         found = _stored_elsewhere(name, config, exp.analyses.get(label, ()), results_root)
         if found is None:
-            remaining.append((label, config))
+            remaining.append((label, config, None))
             continue
         record = {**found, "experiment": name, "label": label, "reused_from": f"{found['experiment']}/{found['run_id']}"}
         path = results.save_run(record, root=results_root)
         summary["reused"] += 1
         log(f"{name}: {config.run_id()} is stored as {record['reused_from']}; copied to {path}")
+    # stored runs that lack an analysis this experiment asks for: train again, check, add it
+    for label, config in configs:
+        wanted = exp.analyses.get(label, ())
+        if not wanted or not results.has_run(name, config.run_id(), results_root):
+            continue
+        stored = json.loads(results.record_path(name, config.run_id(), results_root).read_text(encoding="utf-8"))
+        missing = tuple(a for a in wanted if a not in stored.get("analysis", {}))
+        if missing and (label, config, None) not in remaining:
+            remaining.append((label, config, (stored, missing)))
     todo = remaining
     if todo:
         data = load_cifar10(data_root)
-    for i, (label, config) in enumerate(todo, 1):
+    for i, (label, config, extend) in enumerate(todo, 1):
         if deadline is not None and time.time() >= deadline:
             summary["finished"] = False
             break
         ckpt = ckpt_root / name / f"{config.run_id()}.pt"
-        log(f"[{i}/{len(todo)}] {name}: {config.run_id()}" + (" (resuming)" if ckpt.exists() else ""))
+        why = f" (again, to add {', '.join(extend[1])})" if extend else ""
+        log(f"[{i}/{len(todo)}] {name}: {config.run_id()}{why}" + (" (resuming)" if ckpt.exists() else ""))
         rec, model = train(config, data=data, device=device, checkpoint=ckpt, resume=True, deadline=deadline,
                            progress=progress, experiment=name, label=label, return_model=True)
-        if rec["status"] == "complete" and exp.analyses.get(label):
-            ds, normalize = dataset_for(config, data)  # the run's own images, prepared once for all analyses
-            rec["analysis"] = {a: ANALYSES[a](model, config, ds, normalize) for a in exp.analyses[label]}
         if rec["status"] != "complete":
             log(f"time limit reached at iteration {rec['step']}; checkpoint kept at {ckpt}. Run again to continue.")
             summary["finished"] = False
             break
-        path = results.save_run(rec, root=results_root)
+        names = extend[1] if extend else exp.analyses.get(label, ())
+        if extend and rec["final"] != extend[0]["final"]:
+            ckpt.unlink(missing_ok=True)
+            summary["mismatched"] += 1
+            log(f"  the re-run of {config.run_id()} ended with {rec['final']}, not the stored {extend[0]['final']} "
+                f"(another device or library version?); {', '.join(names)} not added. Delete "
+                f"{results.record_path(name, config.run_id(), results_root)} to replace the run with one that has them.")
+            continue
+        if names:
+            ds, normalize = dataset_for(config, data)  # the run's own images, prepared once for all analyses
+            measured = {a: ANALYSES[a](model, config, ds, normalize) for a in names}
+        if extend:
+            stored = extend[0]
+            stored.pop("schema", None)
+            stored["analysis"] = {**stored.get("analysis", {}), **measured}
+            stored.setdefault("analysis_added", []).append(
+                {"analyses": list(names), "final_identical": True, "rerun_provenance": rec["provenance"]})
+            path = results.save_run(stored, root=results_root, overwrite=True)
+            summary["extended"] += 1
+            log(f"  same final metrics as stored; added {', '.join(names)} -> {path}")
+        else:
+            if names:
+                rec["analysis"] = measured
+            path = results.save_run(rec, root=results_root)
+            summary["trained"] += 1
+            log(f"  test error {rec['final']['test_error']:.4f}, train error {rec['final']['train_error']:.4f} "
+                f"-> {path}")
         ckpt.unlink(missing_ok=True)
-        summary["trained"] += 1
-        log(f"  test error {rec['final']['test_error']:.4f}, train error {rec['final']['train_error']:.4f} "
-            f"-> {path}")
     summary["stored"] += summary["trained"] + summary["reused"]
     summary["total"] = len(configs)
     return summary
