@@ -116,3 +116,17 @@ def test_mean_profile_averages_block_by_block():
         analysis.mean_profile([a, {"layer2.0": a["layer1.0"]}], "grad_norm")
     with pytest.raises(ValueError, match="no profiles"):
         analysis.mean_profile([], "grad_norm")
+
+
+def test_layer_responses_plot_shows_mean_in_order_and_ranked():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from resnet_book import plots
+
+    runs = [{"a": 1.0, "b": 3.0, "c": 2.0}, {"a": 3.0, "b": 1.0, "c": 2.0}]
+    fig = plots.layer_responses({"ResNet-x": runs}, note="n")
+    left, right = fig.axes[:2]
+    assert list(left.lines[0].get_ydata()) == [2.0, 2.0, 2.0]  # per-layer mean over runs
+    assert list(right.lines[0].get_ydata()) == [3.0, 2.0, 1.0]  # each run ranked, then averaged
+    assert left.lines[0].get_linestyle() == "--" and left.get_legend().get_texts()[0].get_text() == "ResNet-x"

@@ -220,6 +220,38 @@ def lesion_errors(studies: dict[str, list[dict]], *, title: str | None = None, n
     return fig
 
 
+def layer_responses(responses: dict[str, list[dict[str, float]]], *, title: str | None = None, note: str = ""):
+    """Paper Fig. 7 from our runs: std of every 3x3 layer's response (after BN, before ReLU or
+    addition) in network order (left) and sorted in descending order (right), mean ± std over the
+    runs given for each name (the ``responses`` analyses of stored runs, one dict per run)."""
+    style()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.6, 3.4))
+    for i, (name, runs) in enumerate(responses.items()):
+        colour, ls = OKABE_ITO[i % len(OKABE_ITO)], "-" if "plain" in name.lower() else "--"
+        layers = list(runs[0])
+        vals = np.asarray([[r[k] for k in layers] for r in runs], dtype=float)
+        ranked = -np.sort(-vals, axis=1)  # each run sorted on its own, as the paper ranks one net
+        x = np.arange(1, len(layers) + 1)
+        for ax, v in ((ax1, vals), (ax2, ranked)):
+            mean = v.mean(0)
+            ax.plot(x, mean, color=colour, ls=ls, lw=1.3, label=name)
+            if len(runs) > 1:
+                sd = v.std(0, ddof=1)
+                ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
+    ax1.set_xlabel("3×3 layer (input → output)")
+    ax2.set_xlabel("3×3 layer, sorted by response std")
+    for ax in (ax1, ax2):
+        ax.set_ylabel("std of layer response")
+        ax.set_ylim(bottom=0)
+    ax1.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    return fig
+
+
 def path_lengths(num_blocks: int, *, title: str | None = None):
     """How many of the 2**n paths through n residual blocks pass through k branches (Veit et al.
     2016, Fig. 6a at our depth): the binomial coefficients, as a share of all paths."""
