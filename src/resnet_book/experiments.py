@@ -155,7 +155,7 @@ def reproduce(
             continue
         stored = json.loads(results.record_path(name, config.run_id(), results_root).read_text(encoding="utf-8"))
         missing = tuple(a for a in wanted if a not in stored.get("analysis", {}))
-        if missing and (label, config, None) not in remaining:
+        if missing:
             remaining.append((label, config, (stored, missing)))
     todo = remaining
     if todo:
