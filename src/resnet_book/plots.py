@@ -38,6 +38,14 @@ def provenance_line(runs: Runs) -> str:
             f"device {', '.join(devices)}")
 
 
+def _footer(fig, note: str = "", *, fontsize: float = 7, bottom: float = 0.03) -> None:
+    """The caption line every figure carries (data, budget, device) at the bottom left, and a
+    layout that leaves ``bottom`` (figure fraction) free for it."""
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=fontsize, color="#444444", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, bottom if note else 0, 1, 1))
+
+
 def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     steps = np.asarray(records[0]["curves"]["step"])
     values = np.asarray([r["curves"][key] for r in records], dtype=float)
@@ -73,8 +81,7 @@ def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str 
     if title:
         ax.set_title(title)
     ax.legend(ncol=2, fontsize=8)
-    fig.text(0.01, 0.005, provenance_line(runs), fontsize=7, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _footer(fig, provenance_line(runs))
     return fig
 
 
@@ -91,8 +98,7 @@ def final_errors(runs: Runs, labels: Sequence[str] | None = None, *, metric: str
     ax.set_ylabel(f"final {metric.replace('_', ' ')} (%)")
     if title:
         ax.set_title(title)
-    fig.text(0.01, 0.005, provenance_line(runs), fontsize=6.5, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    _footer(fig, provenance_line(runs), fontsize=6.5, bottom=0.04)
     return fig
 
 
@@ -111,9 +117,7 @@ def layer_profile(profiles: dict[str, dict[str, float]], *, ylabel: str, title: 
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03 if note else 0, 1, 1))
+    _footer(fig, note)
     return fig
 
 
@@ -147,9 +151,7 @@ def fit_curves(fits, *, title: str | None = None, note: str = "", ax=None):
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.text(0.01, 0.005, (note + " · " if note else "") + "errors below 1e-6 drawn at 1e-6", fontsize=7,
-             color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _footer(fig, (note + " · " if note else "") + "errors below 1e-6 drawn at 1e-6")
     return fig
 
 
@@ -174,8 +176,7 @@ def depth_trend(named_runs: dict[str, Runs], *, metric: str = "train_error", tit
     if title:
         ax.set_title(title)
     ax.legend()
-    fig.text(0.01, 0.005, "\n".join(lines), fontsize=6.5, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.04 * len(lines), 1, 1))
+    _footer(fig, "\n".join(lines), fontsize=6.5, bottom=0.04 * len(lines))
     return fig
 
 
@@ -214,9 +215,7 @@ def lesion_errors(studies: dict[str, list[dict]], *, title: str | None = None, n
     ax2.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    _footer(fig, note, bottom=0.04)
     return fig
 
 
@@ -246,9 +245,7 @@ def layer_responses(responses: dict[str, list[dict[str, float]]], *, title: str 
     ax1.legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=7, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
+    _footer(fig, note, bottom=0.04)
     return fig
 
 
