@@ -130,3 +130,81 @@ def test_layer_responses_plot_shows_mean_in_order_and_ranked():
     assert list(left.lines[0].get_ydata()) == [2.0, 2.0, 2.0]  # per-layer mean over runs
     assert list(right.lines[0].get_ydata()) == [3.0, 2.0, 1.0]  # each run ranked, then averaged
     assert left.lines[0].get_linestyle() == "--" and left.get_legend().get_texts()[0].get_text() == "ResNet-x"
+
+
+def test_cost_breakdown_sums_to_the_totals_per_stage():
+    from resnet_book.models import build_model
+
+    x = torch.zeros(1, 3, 64, 64)
+    for name in ("resnet18", "resnet50", "resnet20"):
+        model = build_model(name)
+        model.train()
+        costs = analysis.cost_breakdown(model, x if name != "resnet20" else x[..., :32, :32])
+        assert model.training  # mode restored
+        stages = ["stem", "layer1", "layer2", "layer3"] + (["layer4"] if name != "resnet20" else []) + ["head"]
+        assert list(costs) == stages
+        xi = x if name != "resnet20" else x[..., :32, :32]
+        assert sum(c["macs"] for c in costs.values()) == analysis.count_macs(model, xi)
+        assert sum(c["parameters"] for c in costs.values()) == analysis.count_parameters(model)
+        assert costs["head"]["macs"] == model.fc.in_features * model.fc.out_features
+        assert analysis.count_activations(model, xi) == sum(c["activations"] for c in costs.values())
+
+
+def test_values_written_by_the_blocks_of_fig_5():
+    from resnet_book.models import BasicBlock, Bottleneck
+
+    # basic: conv1, bn1, relu, conv2, bn2, relu (the ReLU module is called twice), 64 channels each;
+    # bottleneck: six outputs of 64 channels and three (conv3, bn3, relu) of 256, at 56x56.
+    assert analysis.count_activations(BasicBlock(64, 64), torch.zeros(1, 64, 56, 56)) == 6 * 64 * 56 * 56
+    assert analysis.count_activations(Bottleneck(256, 64), torch.zeros(1, 256, 56, 56)) == (6 * 64 + 3 * 256) * 56 * 56
+
+
+def test_resnet50_writes_2_85_times_the_values_of_resnet34():
+    """The number chapter 4 states (torchvision's layout, 224x224)."""
+    from resnet_book.models import build_model
+
+    x = torch.zeros(1, 3, 224, 224)
+    assert analysis.count_activations(build_model("resnet34"), x) == 11_240_936
+    assert analysis.count_activations(build_model("resnet50"), x) == 32_040_424
+
+
+def test_bottleneck_costs_17_p2_and_a_projection_makes_it_33_p2():
+    from resnet_book.models import BasicBlock, Bottleneck, projection
+
+    def conv_weights(m):
+        return sum(c.weight.numel() for c in m.modules() if isinstance(c, torch.nn.Conv2d))
+
+    for p in (4, 64):
+        assert conv_weights(BasicBlock(p, p)) == 18 * p * p
+        assert conv_weights(Bottleneck(4 * p, p)) == 17 * p * p
+        assert conv_weights(Bottleneck(4 * p, p, downsample=projection(4 * p, 4 * p))) == 33 * p * p
+    x = torch.zeros(1, 256, 56, 56)
+    assert analysis.count_macs(Bottleneck(256, 64), x) == 17 * 64 * 64 * 56 * 56
+    assert analysis.count_macs(BasicBlock(64, 64), x[:, :64]) == 18 * 64 * 64 * 56 * 56
+
+
+def test_time_training_step_times_forward_and_backward_and_cleans_up():
+    model = cifar_resnet(8).eval()
+    times = analysis.time_training_step(model, torch.randn(2, 3, 32, 32), repeats=3, warmup=1)
+    assert len(times) == 3 and all(t > 0 for t in times)
+    assert not model.training  # mode restored
+    assert all(p.grad is None for p in model.parameters())  # no gradients left behind
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        analysis.time_training_step(model, torch.randn(2, 3, 32, 32), repeats=0)
+
+
+def test_stage_costs_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from resnet_book import plots
+
+    a = {"stem": {"parameters": 1e6, "macs": 2e9, "activations": 3e6}, "layer1": {"parameters": 2e6, "macs": 1e9, "activations": 1e6}}
+    b = {"stem": {"parameters": 2e6, "macs": 2e9, "activations": 6e6}, "layer1": {"parameters": 2e6, "macs": 1e9, "activations": 1e6}}
+    fig = plots.stage_costs({"A": a, "B": b}, note="n")
+    params, macs, written = fig.axes[:3]
+    assert [t.get_text() for t in params.get_xticklabels()] == ["stem", "conv2_x"]
+    assert [p.get_height() for p in written.patches] == [3.0, 1.0, 6.0, 1.0]
+    assert [t.get_text() for t in macs.get_legend().get_texts()] == ["A: 3 in all", "B: 3 in all"]
+    with pytest.raises(ValueError, match="different stages"):
+        plots.stage_costs({"A": a, "C": {"stem": a["stem"]}})

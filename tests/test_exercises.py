@@ -101,13 +101,38 @@ def test_chapter_3_checks_give_hints():
         exercises.check_lesion_errors(lambda model, error: {"layer1.0": 0.0})
 
 
+def test_chapter_4_checks_give_hints():
+    right = {"basic": lambda p: 18 * p * p, "bottleneck": lambda p: 17 * p * p, "bottleneck+projection": lambda p: 33 * p * p}
+    assert "Correct" in exercises.check_block_weights(lambda kind, p: right[kind](p))
+    with pytest.raises(exercises.ExerciseError, match="kind='bottleneck', p=1 .*off by \\+3.*1x1 reduce"):
+        exercises.check_block_weights(lambda kind, p: 20 * p * p if kind == "bottleneck" else right[kind](p))
+    with pytest.raises(exercises.ExerciseError, match="projection.*plus a 1x1"):
+        exercises.check_block_weights(lambda kind, p: 17 * p * p if kind != "basic" else 18 * p * p)
+    with pytest.raises(exercises.ExerciseError, match="return an int"):
+        exercises.check_block_weights(lambda kind, p: 18.0 * p * p)
+
+    def macs(conv, h, w, strided=True, padded=True):
+        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+        sh, sw = (sh, sw) if strided else (1, 1)
+        ph, pw = (ph, pw) if padded else (0, 0)
+        return conv.out_channels * conv.in_channels * kh * kw * ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
+
+    assert "Correct" in exercises.check_conv_macs(macs)
+    with pytest.raises(exercises.ExerciseError, match="7, 7.* on 224x224 .*counted every input position"):
+        exercises.check_conv_macs(lambda conv, h, w: conv.weight.numel() * h * w)
+    with pytest.raises(exercises.ExerciseError, match="counted every input position"):
+        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, strided=False))
+    with pytest.raises(exercises.ExerciseError, match="one multiply-add per weight per output position"):
+        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, padded=False))
+
+
 def test_unimplemented_answers_say_so():
     def todo(*args):
         raise NotImplementedError
 
     for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block,
                   exercises.check_residual_forward, exercises.check_zero_init, exercises.check_path_counts,
-                  exercises.check_lesion_errors):
+                  exercises.check_lesion_errors, exercises.check_block_weights, exercises.check_conv_macs):
         with pytest.raises(exercises.ExerciseError, match="not implemented yet"):
             check(todo)
 

@@ -1,7 +1,9 @@
 """Measurements the chapters make on a model, without editing it.
 
 * :func:`count_parameters`, :func:`count_macs` (``torch.utils.flop_counter``; the paper's "FLOPs"
-  are multiply-adds, half of what FlopCounterMode reports);
+  are multiply-adds, half of what FlopCounterMode reports), :func:`count_activations` (the values
+  the layers write, which multiply-add counts do not see), :func:`cost_breakdown` (all three per
+  stage) and :func:`time_training_step` (what a forward + backward pass actually takes);
 * :func:`layer_responses` -- the std of each 3x3 layer's output after BN and before the ReLU or
   addition (paper Fig. 7), or of each block's residual branch ``F(x)``;
 * :func:`activation_stats` / :func:`gradient_norms` -- forward activation std and backward
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -38,6 +41,88 @@ def count_macs(model: nn.Module, x: Tensor) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
+
+
+def count_activations(model: nn.Module, x: Tensor) -> int:
+    """Values written by one forward pass on ``x``: the number of elements of every leaf layer's
+    output (convolution, BN, ReLU, pooling, linear), in eval mode.  The residual additions are
+    not modules and are not counted.
+
+    Multiply-add counts measure arithmetic; this measures the memory traffic that comes with it,
+    which is what element-wise layers (BN, ReLU, the addition) cost and what often decides the
+    wall time of wide, cheap layers such as the bottleneck's 1x1 convolutions.
+    """
+    return sum(stage["activations"] for stage in cost_breakdown(model, x).values())
+
+
+@torch.no_grad()
+def cost_breakdown(model: nn.Module, x: Tensor) -> dict[str, dict[str, int]]:
+    """Parameters, multiply-adds and values written, per stage, for one forward pass on ``x``.
+
+    Stages are the model's children named ``layer*`` (the paper's conv2_x ... conv5_x); the
+    children before the first of them are summed into ``"stem"`` and those after it into
+    ``"head"``.  Multiply-adds come from ``torch.utils.flop_counter`` (its per-module breakdown),
+    values written from forward hooks on the leaf layers (see :func:`count_activations`).
+    """
+    children = [name for name, _ in model.named_children()]
+    first = next((i for i, c in enumerate(children) if c.startswith("layer")), len(children))
+    stage = {c: c if c.startswith("layer") else ("stem" if i < first else "head") for i, c in enumerate(children)}
+    out: dict[str, dict[str, int]] = {}
+    for c, m in model.named_children():
+        entry = out.setdefault(stage[c], {"parameters": 0, "macs": 0, "activations": 0})
+        entry["parameters"] += count_parameters(m)
+
+    written: dict[str, int] = {}
+    handles = [m.register_forward_hook(lambda mod, i, o, key=name: written.__setitem__(key, written.get(key, 0) + o.numel()))
+               for name, m in _leaf_modules(model) if name]
+    was_training = model.training
+    model.eval()
+    try:
+        with _hooks(handles), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    for name, n in written.items():
+        out[stage[name.split(".")[0]]]["activations"] += n
+    root = type(model).__name__
+    for key, ops in counter.get_flop_counts().items():
+        parts = key.split(".")
+        if len(parts) == 2 and parts[0] == root and parts[1] in stage:
+            out[stage[parts[1]]]["macs"] += sum(ops.values()) // 2
+    return out
+
+
+def time_training_step(model: nn.Module, x: Tensor, *, repeats: int = 5, warmup: int = 1) -> list[float]:
+    """Seconds of each of ``repeats`` training steps' forward + backward pass on ``x`` (after
+    ``warmup`` untimed ones), in train mode, on the device and memory format ``x`` and the model
+    already have.  Take the median: single timings on a shared machine are noisy."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0; got {repeats}, {warmup}")
+    was_training = model.training
+    model.train()
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        model(x).float().sum().backward()
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
+    try:
+        for _ in range(warmup):
+            step()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return times
 
 
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -175,3 +175,71 @@ def check_lesion_errors(fn) -> str:
         raise ExerciseError(f"the error for {wrong[0]} is {got[wrong[0]]:.4g}, expected {want[wrong[0]]:.4g}: "
                             "drop one block at a time, and measure inside the `with`.")
     return f"Correct: {len(want)} blocks, each dropped alone."
+
+
+BLOCK_KINDS = ("basic", "bottleneck", "bottleneck+projection")
+
+
+def _block_for(kind: str, p: int) -> torch.nn.Module:
+    """Paper Fig. 5: a basic block on p channels, a bottleneck on 4p channels (identity shortcut,
+    or a 1x1 projection on its shortcut, as option C would put there)."""
+    from .models.blocks import BasicBlock, Bottleneck, projection
+
+    if kind == "basic":
+        return BasicBlock(p, p)
+    if kind == "bottleneck":
+        return Bottleneck(4 * p, p)
+    return Bottleneck(4 * p, p, downsample=projection(4 * p, 4 * p))
+
+
+def _conv_weights(module: torch.nn.Module) -> int:
+    return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def check_block_weights(fn) -> str:
+    """``fn(kind, p)`` must return the number of convolution weights of one block of paper Fig. 5
+    at width ``p``: ``"basic"`` (two 3x3 on p channels), ``"bottleneck"`` (1x1 from 4p to p, 3x3,
+    1x1 back to 4p) or ``"bottleneck+projection"`` (the same with a 1x1 projection shortcut)."""
+    for p in (1, 16, 64):
+        for kind in BLOCK_KINDS:
+            want = _conv_weights(_block_for(kind, p))
+            got = _call(fn, kind, p)
+            if not isinstance(got, int):
+                raise ExerciseError(f"return an int; got {type(got).__name__} for kind={kind!r}, p={p}")
+            if got != want:
+                hint = {
+                    "basic": "two 3x3 convolutions from p to p channels: each has p * p * 3 * 3 weights.",
+                    "bottleneck": "the block's input and output have 4p channels; count the 1x1 reduce (4p -> p), "
+                                  "the 3x3 (p -> p) and the 1x1 restore (p -> 4p).",
+                    "bottleneck+projection": "the bottleneck's weights plus a 1x1 convolution on the shortcut, "
+                                             "from 4p to 4p channels.",
+                }[kind]
+                raise ExerciseError(f"for kind={kind!r}, p={p} you returned {got:,}, which is off by {got - want:+,}. "
+                                    f"Hint: {hint}")
+    return ("Correct: 18p² for the basic block, 17p² for the bottleneck on four times the width, and 33p² once "
+            "its shortcut is a projection.")
+
+
+def check_conv_macs(fn) -> str:
+    """``fn(conv, height, width)`` must return the multiply-adds of ``conv`` (an ``nn.Conv2d``
+    without groups) applied to one image of ``height`` x ``width`` pixels."""
+    from .analysis import count_macs
+
+    cases = [(3, 64, 7, 2, 3, 224, 224), (64, 64, 3, 1, 1, 56, 56), (256, 64, 1, 1, 0, 56, 56),
+             (256, 128, 1, 2, 0, 56, 56), (128, 128, 3, 2, 1, 56, 56), (16, 32, 3, 2, 1, 32, 32), (5, 7, 3, 1, 0, 9, 11)]
+    for c_in, c_out, k, stride, pad, h, w in cases:
+        conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False)
+        want = count_macs(conv, torch.zeros(1, c_in, h, w))
+        got = _call(fn, conv, h, w)
+        if not isinstance(got, int):
+            raise ExerciseError(f"return an int; got {type(got).__name__}")
+        if got != want:
+            where = f"{conv} on {h}x{w}"
+            if got == want * stride * stride and stride > 1:
+                hint = "you counted every input position: with a stride, the output is smaller than the input."
+            else:
+                hint = ("one multiply-add per weight per output position: out_channels * in_channels * kernel "
+                        "height * kernel width * output height * output width, with output size "
+                        "(size + 2*padding - kernel) // stride + 1.")
+            raise ExerciseError(f"for {where} you returned {got:,}, expected {want:,}. Hint: {hint}")
+    return "Correct: your count agrees with torch.utils.flop_counter on all seven layers, strided ones included."

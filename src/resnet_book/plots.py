@@ -263,3 +263,31 @@ def path_lengths(num_blocks: int, *, title: str | None = None):
     ax.set_title(title or f"The {2 ** num_blocks:.3g} paths through {num_blocks} residual blocks")
     fig.tight_layout()
     return fig
+
+
+def stage_costs(breakdowns: dict[str, dict[str, dict[str, int]]], *, title: str | None = None, note: str = ""):
+    """Parameters, multiply-adds and values written per stage, one group of bars per stage and one
+    bar per model (the ``analysis.cost_breakdown`` of each).  Stages ``layer1`` ... ``layer4`` are
+    labelled with paper Table 1's names, conv2_x ... conv5_x."""
+    style()
+    quantities = (("parameters", "parameters (millions)", 1e6), ("macs", "multiply-adds (billions)", 1e9),
+                  ("activations", "values written (millions)", 1e6))
+    stages = list(next(iter(breakdowns.values())))
+    if any(list(b) != stages for b in breakdowns.values()):
+        raise ValueError("the breakdowns have different stages; compare models of one family")
+    names = {"stem": "stem", "head": "head"} | {s: f"conv{int(s[5:]) + 1}_x" for s in stages if s.startswith("layer")}
+    fig, axes = plt.subplots(1, 3, figsize=(9.2, 3.3))
+    width = 0.8 / len(breakdowns)
+    x = np.arange(len(stages))
+    for ax, (key, label, scale) in zip(axes, quantities):
+        for i, (model, b) in enumerate(breakdowns.items()):
+            ax.bar(x + (i - (len(breakdowns) - 1) / 2) * width, [b[s][key] / scale for s in stages], width,
+                   color=OKABE_ITO[i % len(OKABE_ITO)], hatch="//" if i % 2 else None, edgecolor="white",
+                   label=f"{model}: {sum(v[key] for v in b.values()) / scale:.3g} in all")
+        ax.set_xticks(x, [names.get(s, s) for s in stages], rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title)
+    _footer(fig, note, bottom=0.04)
+    return fig

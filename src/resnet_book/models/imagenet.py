@@ -29,6 +29,10 @@ IMAGENET_LAYOUTS: dict[int, tuple[str, tuple[int, int, int, int]]] = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 STRIDE_PLACEMENTS = ("1x1", "3x3")
+# Paper Table 1, bottom row: "FLOPs" of each network at 224x224, in billions. The paper's FLOPs are
+# multiply-adds (what :func:`resnet_book.analysis.count_macs` returns), counted with its own stride
+# placement (``stride_in="1x1"``).
+PAPER_TABLE1_GFLOPS: dict[int, float] = {18: 1.8, 34: 3.6, 50: 3.8, 101: 7.6, 152: 11.3}
 
 
 class ImageNetResNet(nn.Module):
