@@ -126,13 +126,38 @@ def test_chapter_4_checks_give_hints():
         exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, padded=False))
 
 
+def test_chapter_5_checks_give_hints():
+    def zero_pad(x, c, s):
+        x = x[:, :, ::s, ::s]
+        return torch.cat([x, x.new_zeros(x.shape[0], c - x.shape[1], *x.shape[2:])], 1)
+
+    assert "Correct" in exercises.check_zero_pad_shortcut(zero_pad)
+    with pytest.raises(exercises.ExerciseError, match="zeros go after"):
+        exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, s).roll(c - x.shape[1], dims=1))
+    with pytest.raises(exercises.ExerciseError, match="does not average"):
+        exercises.check_zero_pad_shortcut(
+            lambda x, c, s: zero_pad(torch.nn.functional.avg_pool2d(x, s, ceil_mode=True) if s > 1 else x, c, 1))
+    with pytest.raises(exercises.ExerciseError, match="must be exactly zero"):
+        exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, s) + 0.1 * (torch.arange(c) >= x.shape[1]).view(1, -1, 1, 1))
+    with pytest.raises(exercises.ExerciseError, match="must have shape"):
+        exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, 1))
+
+    right = {"A": lambda n: 0, "B": lambda n: 2752, "C": lambda n: 5600 * n - 2560}
+    assert "Correct" in exercises.check_shortcut_parameters(lambda n, o: right[o](n))
+    with pytest.raises(exercises.ExerciseError, match="option B .*off by -192.*BN"):
+        exercises.check_shortcut_parameters(lambda n, o: 2560 if o == "B" else right[o](n))  # BN forgotten
+    with pytest.raises(exercises.ExerciseError, match="option C.*n per stage"):
+        exercises.check_shortcut_parameters(lambda n, o: 2752 if o == "C" else right[o](n))
+
+
 def test_unimplemented_answers_say_so():
     def todo(*args):
         raise NotImplementedError
 
     for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block,
                   exercises.check_residual_forward, exercises.check_zero_init, exercises.check_path_counts,
-                  exercises.check_lesion_errors, exercises.check_block_weights, exercises.check_conv_macs):
+                  exercises.check_lesion_errors, exercises.check_block_weights, exercises.check_conv_macs,
+                  exercises.check_zero_pad_shortcut, exercises.check_shortcut_parameters):
         with pytest.raises(exercises.ExerciseError, match="not implemented yet"):
             check(todo)
 

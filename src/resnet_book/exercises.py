@@ -243,3 +243,58 @@ def check_conv_macs(fn) -> str:
                         "(size + 2*padding - kernel) // stride + 1.")
             raise ExerciseError(f"for {where} you returned {got:,}, expected {want:,}. Hint: {hint}")
     return "Correct: your count agrees with torch.utils.flop_counter on all seven layers, strided ones included."
+
+
+def check_zero_pad_shortcut(fn) -> str:
+    """``fn(x, out_channels, stride)`` must compute option A's shortcut: ``x`` subsampled by taking
+    every ``stride``-th pixel, with zero channels appended up to ``out_channels``."""
+    from .models.blocks import ShortcutA
+
+    torch.manual_seed(0)
+    for c_in, c_out, stride, size in ((16, 32, 2, 8), (32, 64, 2, 7), (16, 16, 1, 5), (3, 8, 2, 6)):
+        x = torch.randn(2, c_in, size, size)
+        want = ShortcutA(c_in, c_out, stride)(x)
+        got = _call(fn, x.clone(), c_out, stride)
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseError(f"return a tensor; got {type(got).__name__}")
+        if got.shape != want.shape:
+            raise ExerciseError(f"for input {tuple(x.shape)}, out_channels={c_out}, stride={stride} the shortcut must "
+                                f"have shape {tuple(want.shape)}; yours has {tuple(got.shape)}.")
+        if torch.equal(got, want):
+            continue
+        if torch.allclose(got[:, :c_in], want[:, :c_in]):
+            hint = "the first channels are right, but the new ones must be exactly zero (option A adds no parameters)."
+        elif torch.allclose(got[:, c_out - c_in:], want[:, :c_in]):
+            hint = "the zeros go after the input's channels, not before (channel i of the input stays channel i)."
+        elif stride > 1 and torch.allclose(got[:, :c_in], torch.nn.functional.avg_pool2d(x, stride, ceil_mode=True)):
+            hint = "the paper subsamples (takes every stride-th pixel, x[:, :, ::s, ::s]); it does not average."
+        else:
+            hint = "take x[:, :, ::stride, ::stride], then append out_channels - in_channels zero channels."
+        raise ExerciseError(f"for input {tuple(x.shape)}, out_channels={c_out}, stride={stride} the values are wrong: {hint}")
+    return "Correct: identical to the library's ShortcutA, for strided and unstrided blocks."
+
+
+def check_shortcut_parameters(fn) -> str:
+    """``fn(n, option)`` must return how many parameters options ``"B"`` and ``"C"`` add to the
+    CIFAR ResNet of depth ``6n + 2`` compared with option A (1x1 convolution without bias plus BN
+    with gamma and beta for each projection)."""
+    from .analysis import count_parameters
+
+    for n in (1, 3, 5, 9):
+        base = count_parameters(cifar_resnet(6 * n + 2, shortcut="A"))
+        for option in ("A", "B", "C"):
+            want = count_parameters(cifar_resnet(6 * n + 2, shortcut=option)) - base
+            got = _call(fn, n, option)
+            if not isinstance(got, int):
+                raise ExerciseError(f"return an int; got {type(got).__name__}")
+            if got != want:
+                hint = {
+                    "A": "option A is the reference: it adds nothing.",
+                    "B": "B projects only where the shape changes: once into stage 2 (16 -> 32) and once into "
+                         "stage 3 (32 -> 64); each projection is a 1x1 convolution plus a BN (2 parameters per channel).",
+                    "C": "C puts a projection on every block: n per stage; in each stage the first one may change the "
+                         "width, the others map the stage's width to itself.",
+                }[option]
+                raise ExerciseError(f"for n={n} (depth {6 * n + 2}), option {option} you returned {got:,}, which is off "
+                                    f"by {got - want:+,}. Hint: {hint}")
+    return "Correct: B adds 2,752 parameters at every depth; C adds 5,600n - 2,560."
