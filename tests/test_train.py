@@ -289,3 +289,29 @@ def test_runs_where_filters_by_label_budget_and_source():
     assert len(runs.where(label="a", budget="smoke")) == 0 and runs.where(label="b").experiment == "e"
     with pytest.raises(ValueError, match="allowed: budget, source, label"):
         runs.where(model="a")
+
+
+def test_load_keeps_one_budget_and_switches_only_when_every_label_has_it(tmp_path):
+    budgets = {"cpu": {"name": "cpu", "iterations": 600, "batch_size": 64},
+               "paper": {"name": "paper", "iterations": 64000, "batch_size": 128}}
+
+    def store(label, budget, seed):
+        results.save_run({"experiment": "e", "run_id": f"{label}_{budget}_seed{seed}", "label": label,
+                          "budget": budgets[budget], "data": {"source": "s"}, "seed": seed, "config": {"model": label},
+                          "final": {"test_error": 0.5 if budget == "cpu" else 0.1}, "provenance": {"device": "d"}},
+                         root=tmp_path)
+
+    for label in ("a", "b"):
+        for seed in (0, 1, 2):
+            store(label, "cpu", seed)
+    store("a", "paper", 0)  # a first paper run: not every label has one yet
+    runs = results.load("e", root=tmp_path)
+    assert runs.budgets == {"cpu"} and len(runs) == 6
+    store("b", "paper", 0)  # now both labels have paper runs: the figures switch, never mixing budgets
+    runs = results.load("e", root=tmp_path)
+    assert runs.budgets == {"paper"} and {k: v["mean"] for k, v in runs.summary().items()} == {"a": 0.1, "b": 0.1}
+    assert len(results.load("e", root=tmp_path, budget="all")) == 8
+    assert results.load("e", root=tmp_path, budget="cpu").budgets == {"cpu"}
+    with pytest.raises(ValueError, match="stored budgets: cpu, paper"):
+        results.load("e", root=tmp_path, budget="smoke")
+    assert len(results.load("nothing", root=tmp_path)) == 0

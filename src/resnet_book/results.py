@@ -194,8 +194,20 @@ class Runs:
                 f"device {', '.join(sorted(self.devices))}")
 
 
-def load(experiment: str, *, root: str | os.PathLike | None = None) -> Runs:
-    """All stored runs of ``experiment`` (an empty :class:`Runs` if none)."""
+def _scale(budget: dict) -> int:
+    """Training images a budget shows the network: iterations x batch size."""
+    return int(budget.get("iterations") or 0) * int(budget.get("batch_size") or 0)
+
+
+def load(experiment: str, *, root: str | os.PathLike | None = None, budget: str | None = "largest") -> Runs:
+    """The stored runs of ``experiment`` (an empty :class:`Runs` if none), from one budget.
+
+    ``budget="largest"`` (the default) keeps the runs of the largest budget (most training images
+    seen) that has runs for *every* label stored for the experiment, so that a figure never mixes
+    budgets and switches to, say, the ``paper`` runs once each model has at least one; ``"all"``
+    keeps every run (seeds of different budgets are then pooled by label); a budget name keeps
+    that budget's runs.
+    """
     folder = results_root(root) / _check_name("experiment", experiment)
     records = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -203,4 +215,19 @@ def load(experiment: str, *, root: str | os.PathLike | None = None) -> Runs:
             records.append(json.loads(path.read_text(encoding="utf-8")))
         except json.JSONDecodeError as err:
             raise ResultsError(f"{path} is not valid JSON ({err}); fix or remove that file") from err
-    return Runs(experiment, records)
+    runs = Runs(experiment, records)
+    if budget == "all" or not records:
+        return runs
+    stored = {r["budget"]["name"]: r["budget"] for r in records}
+    if budget != "largest":
+        if budget not in stored:
+            raise ValueError(f"no runs of {experiment!r} with budget {budget!r}; stored budgets: "
+                             f"{', '.join(sorted(stored))} (or 'largest', 'all')")
+        return runs.where(budget=budget)
+    labels = set(runs.groups())
+    for name in sorted(stored, key=lambda n: _scale(stored[n]), reverse=True):
+        chosen = runs.where(budget=name)
+        if set(chosen.groups()) == labels:
+            return chosen
+    raise ResultsError(f"no budget of {experiment!r} has runs for every label ({', '.join(sorted(labels))}); "
+                       f"load it with budget='all' or a budget name ({', '.join(sorted(stored))})")
