@@ -150,6 +150,24 @@ def test_chapter_5_checks_give_hints():
         exercises.check_shortcut_parameters(lambda n, o: 2752 if o == "C" else right[o](n))
 
 
+def test_chapter_6_checks_give_hints():
+    def lr(it, warming_up, second=48_000):
+        return 0.01 if warming_up else 0.1 * 0.1 ** ((it >= 32_000) + (it >= second))
+
+    assert "Correct" in exercises.check_paper_schedule(lr)
+    with pytest.raises(exercises.ExerciseError, match="iteration 32,000 .*drops AT"):
+        exercises.check_paper_schedule(lambda it, w: 0.01 if w else 0.1 * 0.1 ** ((it > 32_000) + (it > 48_000)))
+    with pytest.raises(exercises.ExerciseError, match="warming up"):
+        exercises.check_paper_schedule(lambda it, w: lr(it, False))
+    with pytest.raises(exercises.ExerciseError, match="0.1 until iteration 32k"):
+        exercises.check_paper_schedule(lambda it, w: lr(it, w, second=40_000))  # fails at 40,000
+    assert "Correct" in exercises.check_training_epochs(lambda b: b.iterations * b.batch_size / (b.train_size or 50_000))
+    with pytest.raises(exercises.ExerciseError, match="'paper' budget .*all 50,000"):
+        exercises.check_training_epochs(lambda b: b.iterations * b.batch_size / (b.train_size or 45_000))
+    with pytest.raises(exercises.ExerciseError, match="'smoke' budget.*batch_size images"):
+        exercises.check_training_epochs(lambda b: b.iterations / (b.train_size or 50_000))
+
+
 def test_unimplemented_answers_say_so():
     def todo(*args):
         raise NotImplementedError
@@ -157,7 +175,8 @@ def test_unimplemented_answers_say_so():
     for check in (exercises.check_cifar_parameter_count, exercises.check_identity_block,
                   exercises.check_residual_forward, exercises.check_zero_init, exercises.check_path_counts,
                   exercises.check_lesion_errors, exercises.check_block_weights, exercises.check_conv_macs,
-                  exercises.check_zero_pad_shortcut, exercises.check_shortcut_parameters):
+                  exercises.check_zero_pad_shortcut, exercises.check_shortcut_parameters,
+                  exercises.check_paper_schedule, exercises.check_training_epochs):
         with pytest.raises(exercises.ExerciseError, match="not implemented yet"):
             check(todo)
 

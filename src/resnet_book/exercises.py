@@ -298,3 +298,45 @@ def check_shortcut_parameters(fn) -> str:
                 raise ExerciseError(f"for n={n} (depth {6 * n + 2}), option {option} you returned {got:,}, which is off "
                                     f"by {got - want:+,}. Hint: {hint}")
     return "Correct: B adds 2,752 parameters at every depth; C adds 5,600n - 2,560."
+
+
+def check_paper_schedule(fn) -> str:
+    """``fn(iteration, warming_up)`` must return the learning rate of the paper's CIFAR-10 recipe
+    for ResNet-110 (Sec. 4.2): 0.1, divided by 10 at 32k and 48k iterations; 0.01 while warming up."""
+    from .train import BUDGETS, TrainConfig, learning_rate
+
+    config, budget = TrainConfig(model="resnet110", budget="paper"), BUDGETS["paper"]
+    cases = [(s, False) for s in (0, 1, 400, 31_999, 32_000, 40_000, 47_999, 48_000, 63_999)] + [(0, True), (350, True)]
+    for step, warming_up in cases:
+        want = learning_rate(config, budget, step, warming_up)
+        got = _call(fn, step, warming_up)
+        if not isinstance(got, (int, float)):
+            raise ExerciseError(f"return a number; got {type(got).__name__}")
+        if abs(got - want) > 1e-12:
+            if warming_up:
+                hint = "while warming up (until the training error falls below 80%) the rate is 0.01, whatever the iteration."
+            elif step in (32_000, 48_000) or step in (31_999, 47_999):
+                hint = "the rate drops AT iterations 32,000 and 48,000: iteration 31,999 still uses the old rate."
+            else:
+                hint = "0.1 until iteration 32k, 0.01 until 48k, 0.001 until the end at 64k."
+            raise ExerciseError(f"at iteration {step:,} (warming_up={warming_up}) you returned {got}, expected {want:g}. "
+                                f"Hint: {hint}")
+    return "Correct: your schedule matches the library's for every iteration tested, warm-up included."
+
+
+def check_training_epochs(fn) -> str:
+    """``fn(budget)`` must return how many passes over its training images a budget makes:
+    iterations x batch size / training images (all 50,000 when ``budget.train_size`` is None)."""
+    from .train import BUDGETS
+
+    for budget in BUDGETS.values():
+        want = budget.iterations * budget.batch_size / (budget.train_size or 50_000)
+        got = _call(fn, budget)
+        if not isinstance(got, (int, float)):
+            raise ExerciseError(f"return a number; got {type(got).__name__}")
+        if abs(got - want) > 1e-9 * want:
+            hint = ("train_size is None for the paper's budget: it trains on all 50,000 images."
+                    if budget.train_size is None else
+                    "every iteration shows batch_size images; divide the images shown by the training set's size.")
+            raise ExerciseError(f"for the {budget.name!r} budget you returned {got:g}, expected {want:g}. Hint: {hint}")
+    return "Correct: smoke 2.4, cpu 7.68 and paper 163.84 epochs; the cpu budget sees 0.47% of the paper's images."

@@ -291,3 +291,28 @@ def stage_costs(breakdowns: dict[str, dict[str, dict[str, int]]], *, title: str 
         fig.suptitle(title)
     _footer(fig, note, bottom=0.04)
     return fig
+
+
+def learning_rate_schedule(configs: dict, *, warmup_end: int = 400, title: str | None = None, note: str = ""):
+    """The learning rate of each :class:`~resnet_book.train.TrainConfig` at every iteration of its
+    budget, from the trainer's own ``learning_rate``.  A warm-up, where the config uses one, is
+    drawn as ending at ``warmup_end`` (in training it ends when the training error first falls
+    below 80%; the paper reports about 400 iterations for ResNet-110)."""
+    from .train import learning_rate
+
+    style()
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    for i, (name, config) in enumerate(configs.items()):
+        budget = config.effective_budget
+        steps = np.arange(budget.iterations)
+        lrs = [learning_rate(config, budget, int(s), config.uses_warmup and s < warmup_end) for s in steps]
+        ax.step(steps, lrs, where="post", color=OKABE_ITO[i % len(OKABE_ITO)], lw=1.6,
+                ls="-" if i % 2 == 0 else "--", label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("learning rate")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    _footer(fig, note)
+    return fig
