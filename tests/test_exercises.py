@@ -104,7 +104,7 @@ def test_chapter_3_checks_give_hints():
 def test_chapter_4_checks_give_hints():
     right = {"basic": lambda p: 18 * p * p, "bottleneck": lambda p: 17 * p * p, "bottleneck+projection": lambda p: 33 * p * p}
     assert "Correct" in exercises.check_block_weights(lambda kind, p: right[kind](p))
-    with pytest.raises(exercises.ExerciseError, match="kind='bottleneck', p=1 .*off by \\+3.*1x1 reduce"):
+    with pytest.raises(exercises.ExerciseError, match="kind=.bottleneck., p=1: .*off by \\+3.*1x1 reduce"):
         exercises.check_block_weights(lambda kind, p: 20 * p * p if kind == "bottleneck" else right[kind](p))
     with pytest.raises(exercises.ExerciseError, match="projection.*plus a 1x1"):
         exercises.check_block_weights(lambda kind, p: 17 * p * p if kind != "basic" else 18 * p * p)
@@ -118,7 +118,7 @@ def test_chapter_4_checks_give_hints():
         return conv.out_channels * conv.in_channels * kh * kw * ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
 
     assert "Correct" in exercises.check_conv_macs(macs)
-    with pytest.raises(exercises.ExerciseError, match="7, 7.* on 224x224 .*counted every input position"):
+    with pytest.raises(exercises.ExerciseError, match="7, 7.* on 224x224: .*counted every input position"):
         exercises.check_conv_macs(lambda conv, h, w: conv.weight.numel() * h * w)
     with pytest.raises(exercises.ExerciseError, match="counted every input position"):
         exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, strided=False))
@@ -144,7 +144,7 @@ def test_chapter_5_checks_give_hints():
 
     right = {"A": lambda n: 0, "B": lambda n: 2752, "C": lambda n: 5600 * n - 2560}
     assert "Correct" in exercises.check_shortcut_parameters(lambda n, o: right[o](n))
-    with pytest.raises(exercises.ExerciseError, match="option B .*off by -192.*BN"):
+    with pytest.raises(exercises.ExerciseError, match="option B: .*off by -192.*BN"):
         exercises.check_shortcut_parameters(lambda n, o: 2560 if o == "B" else right[o](n))  # BN forgotten
     with pytest.raises(exercises.ExerciseError, match="option C.*n per stage"):
         exercises.check_shortcut_parameters(lambda n, o: 2752 if o == "C" else right[o](n))

@@ -28,19 +28,23 @@ def _call(fn, *args):
                             "answer and run the cell again.") from err
 
 
+def _expect_int(got, want: int, where: str, hint: str) -> None:
+    """One wrong-answer message for the counting exercises: the type first, then the difference."""
+    if isinstance(got, bool) or not isinstance(got, int):
+        raise ExerciseError(f"return an int; got {type(got).__name__} ({where})")
+    if got != want:
+        raise ExerciseError(f"{where}: you returned {got:,}, which is off by {got - want:+,}. Hint: {hint}")
+
+
 def check_cifar_parameter_count(fn) -> str:
     """``fn(n)`` must return the parameter count of the CIFAR plain net with ``6n + 2`` layers
     (convolutions without bias, BN with gamma and beta, a 64 -> 10 fully-connected layer)."""
     for n in (1, 3, 9, 18):
         want = count_parameters(cifar_resnet(6 * n + 2, residual=False))
-        got = _call(fn, n)
-        if not isinstance(got, int):
-            raise ExerciseError(f"return an int; got {type(got).__name__}")
-        if got != want:
-            hint = ("Count per stage: the first block of stages 2 and 3 changes the width, the others do not. "
+        _expect_int(_call(fn, n), want, f"for n={n} (depth {6 * n + 2})",
+                    "count per stage: the first block of stages 2 and 3 changes the width, the others do not. "
                     "Each 3x3 convolution has in*out*9 weights and each BN 2*channels parameters; "
                     "do not forget the first convolution, its BN, and the classifier's bias.")
-            raise ExerciseError(f"for n={n} (depth {6 * n + 2}) you returned {got:,}, which is off by {got - want:+,}. {hint}")
     return "Correct: your formula matches the library for depths 8, 20, 56 and 110."
 
 
@@ -203,19 +207,14 @@ def check_block_weights(fn) -> str:
     for p in (1, 16, 64):
         for kind in BLOCK_KINDS:
             want = _conv_weights(_block_for(kind, p))
-            got = _call(fn, kind, p)
-            if not isinstance(got, int):
-                raise ExerciseError(f"return an int; got {type(got).__name__} for kind={kind!r}, p={p}")
-            if got != want:
-                hint = {
-                    "basic": "two 3x3 convolutions from p to p channels: each has p * p * 3 * 3 weights.",
-                    "bottleneck": "the block's input and output have 4p channels; count the 1x1 reduce (4p -> p), "
-                                  "the 3x3 (p -> p) and the 1x1 restore (p -> 4p).",
-                    "bottleneck+projection": "the bottleneck's weights plus a 1x1 convolution on the shortcut, "
-                                             "from 4p to 4p channels.",
-                }[kind]
-                raise ExerciseError(f"for kind={kind!r}, p={p} you returned {got:,}, which is off by {got - want:+,}. "
-                                    f"Hint: {hint}")
+            hint = {
+                "basic": "two 3x3 convolutions from p to p channels: each has p * p * 3 * 3 weights.",
+                "bottleneck": "the block's input and output have 4p channels; count the 1x1 reduce (4p -> p), "
+                              "the 3x3 (p -> p) and the 1x1 restore (p -> 4p).",
+                "bottleneck+projection": "the bottleneck's weights plus a 1x1 convolution on the shortcut, "
+                                         "from 4p to 4p channels.",
+            }[kind]
+            _expect_int(_call(fn, kind, p), want, f"for kind={kind!r}, p={p}", hint)
     return ("Correct: 18p² for the basic block, 17p² for the bottleneck on four times the width, and 33p² once "
             "its shortcut is a projection.")
 
@@ -231,17 +230,13 @@ def check_conv_macs(fn) -> str:
         conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False)
         want = count_macs(conv, torch.zeros(1, c_in, h, w))
         got = _call(fn, conv, h, w)
-        if not isinstance(got, int):
-            raise ExerciseError(f"return an int; got {type(got).__name__}")
-        if got != want:
-            where = f"{conv} on {h}x{w}"
-            if got == want * stride * stride and stride > 1:
-                hint = "you counted every input position: with a stride, the output is smaller than the input."
-            else:
-                hint = ("one multiply-add per weight per output position: out_channels * in_channels * kernel "
-                        "height * kernel width * output height * output width, with output size "
-                        "(size + 2*padding - kernel) // stride + 1.")
-            raise ExerciseError(f"for {where} you returned {got:,}, expected {want:,}. Hint: {hint}")
+        if stride > 1 and got == want * stride * stride:
+            hint = "you counted every input position: with a stride, the output is smaller than the input."
+        else:
+            hint = ("one multiply-add per weight per output position: out_channels * in_channels * kernel "
+                    "height * kernel width * output height * output width, with output size "
+                    "(size + 2*padding - kernel) // stride + 1.")
+        _expect_int(got, want, f"for {conv} on {h}x{w}", hint)
     return "Correct: your count agrees with torch.utils.flop_counter on all seven layers, strided ones included."
 
 
@@ -284,19 +279,14 @@ def check_shortcut_parameters(fn) -> str:
         base = count_parameters(cifar_resnet(6 * n + 2, shortcut="A"))
         for option in ("A", "B", "C"):
             want = count_parameters(cifar_resnet(6 * n + 2, shortcut=option)) - base
-            got = _call(fn, n, option)
-            if not isinstance(got, int):
-                raise ExerciseError(f"return an int; got {type(got).__name__}")
-            if got != want:
-                hint = {
-                    "A": "option A is the reference: it adds nothing.",
-                    "B": "B projects only where the shape changes: once into stage 2 (16 -> 32) and once into "
-                         "stage 3 (32 -> 64); each projection is a 1x1 convolution plus a BN (2 parameters per channel).",
-                    "C": "C puts a projection on every block: n per stage; in each stage the first one may change the "
-                         "width, the others map the stage's width to itself.",
-                }[option]
-                raise ExerciseError(f"for n={n} (depth {6 * n + 2}), option {option} you returned {got:,}, which is off "
-                                    f"by {got - want:+,}. Hint: {hint}")
+            hint = {
+                "A": "option A is the reference: it adds nothing.",
+                "B": "B projects only where the shape changes: once into stage 2 (16 -> 32) and once into "
+                     "stage 3 (32 -> 64); each projection is a 1x1 convolution plus a BN (2 parameters per channel).",
+                "C": "C puts a projection on every block: n per stage; in each stage the first one may change the "
+                     "width, the others map the stage's width to itself.",
+            }[option]
+            _expect_int(_call(fn, n, option), want, f"for n={n} (depth {6 * n + 2}), option {option}", hint)
     return "Correct: B adds 2,752 parameters at every depth; C adds 5,600n - 2,560."
 
 

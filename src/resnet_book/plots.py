@@ -38,9 +38,11 @@ def provenance_line(runs: Runs) -> str:
             f"device {', '.join(devices)}")
 
 
-def _footer(fig, note: str = "", *, fontsize: float = 7, bottom: float = 0.03) -> None:
-    """The caption line every figure carries (data, budget, device) at the bottom left, and a
-    layout that leaves ``bottom`` (figure fraction) free for it."""
+def _footer(fig, note: str = "", *, title: str | None = None, fontsize: float = 7, bottom: float = 0.03) -> None:
+    """The caption line every figure carries (data, budget, device) at the bottom left, the
+    figure's overall ``title`` if any, and a layout that leaves ``bottom`` (figure fraction) free."""
+    if title:
+        fig.suptitle(title)
     if note:
         fig.text(0.01, 0.005, note, fontsize=fontsize, color="#444444", ha="left", va="bottom")
     fig.tight_layout(rect=(0, bottom if note else 0, 1, 1))
@@ -213,9 +215,7 @@ def lesion_errors(studies: dict[str, list[dict]], *, title: str | None = None, n
     ax2.set_ylabel("test error (%)")
     ax1.legend(fontsize=7)
     ax2.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    _footer(fig, note, bottom=0.04)
+    _footer(fig, note, title=title, bottom=0.04)
     return fig
 
 
@@ -243,9 +243,7 @@ def layer_responses(responses: dict[str, list[dict[str, float]]], *, title: str 
         ax.set_ylabel("std of layer response")
         ax.set_ylim(bottom=0)
     ax1.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    _footer(fig, note, bottom=0.04)
+    _footer(fig, note, title=title, bottom=0.04)
     return fig
 
 
@@ -287,9 +285,7 @@ def stage_costs(breakdowns: dict[str, dict[str, dict[str, int]]], *, title: str 
         ax.set_xticks(x, [names.get(s, s) for s in stages], rotation=45, ha="right", fontsize=8)
         ax.set_ylabel(label)
         ax.legend(fontsize=7, loc="best")
-    if title:
-        fig.suptitle(title)
-    _footer(fig, note, bottom=0.04)
+    _footer(fig, note, title=title, bottom=0.04)
     return fig
 
 
