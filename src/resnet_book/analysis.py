@@ -44,7 +44,7 @@ def count_macs(model: nn.Module, x: Tensor) -> int:
 
 
 def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(name, m) for name, m in model.named_modules() if not any(True for _ in m.children())]
+    return [(name, m) for name, m in model.named_modules() if next(m.children(), None) is None]
 
 
 def count_activations(model: nn.Module, x: Tensor) -> int:

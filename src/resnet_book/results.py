@@ -199,7 +199,7 @@ def _scale(budget: dict) -> int:
     return int(budget.get("iterations") or 0) * int(budget.get("batch_size") or 0)
 
 
-def load(experiment: str, *, root: str | os.PathLike | None = None, budget: str | None = "largest") -> Runs:
+def load(experiment: str, *, root: str | os.PathLike | None = None, budget: str = "largest") -> Runs:
     """The stored runs of ``experiment`` (an empty :class:`Runs` if none), from one budget.
 
     ``budget="largest"`` (the default) keeps the runs of the largest budget (most training images
