@@ -171,9 +171,7 @@ def test_resnet50_writes_2_85_times_the_values_of_resnet34():
 def test_bottleneck_costs_17_p2_and_a_projection_makes_it_33_p2():
     from resnet_book.models import BasicBlock, Bottleneck, projection
 
-    def conv_weights(m):
-        return sum(c.weight.numel() for c in m.modules() if isinstance(c, torch.nn.Conv2d))
-
+    conv_weights = analysis.count_conv_weights
     for p in (4, 64):
         assert conv_weights(BasicBlock(p, p)) == 18 * p * p
         assert conv_weights(Bottleneck(4 * p, p)) == 17 * p * p

@@ -1,7 +1,8 @@
 """Measurements the chapters make on a model, without editing it.
 
-* :func:`count_parameters`, :func:`count_macs` (``torch.utils.flop_counter``; the paper's "FLOPs"
-  are multiply-adds, half of what FlopCounterMode reports), :func:`count_activations` (the values
+* :func:`count_parameters`, :func:`count_conv_weights`, :func:`count_macs`
+  (``torch.utils.flop_counter``; the paper's "FLOPs" are multiply-adds, half of what
+  FlopCounterMode reports), :func:`count_activations` (the values
   the layers write, which multiply-add counts do not see), :func:`cost_breakdown` (all three per
   stage) and :func:`time_training_step` (what a forward + backward pass actually takes);
 * :func:`layer_responses` -- the std of each 3x3 layer's output after BN and before the ReLU or
@@ -41,6 +42,11 @@ def count_macs(model: nn.Module, x: Tensor) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def count_conv_weights(model: nn.Module) -> int:
+    """Weights of all convolutions (the paper's Fig. 5 arithmetic: BN and classifier left out)."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
 def _leaf_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -11,7 +11,7 @@ import copy
 
 import torch
 
-from .analysis import count_parameters
+from .analysis import count_conv_weights, count_parameters
 from .models import PlainBlock, cifar_resnet
 from .models.surgery import make_identity_
 
@@ -196,17 +196,13 @@ def _block_for(kind: str, p: int) -> torch.nn.Module:
     return Bottleneck(4 * p, p, downsample=projection(4 * p, 4 * p))
 
 
-def _conv_weights(module: torch.nn.Module) -> int:
-    return sum(m.weight.numel() for m in module.modules() if isinstance(m, torch.nn.Conv2d))
-
-
 def check_block_weights(fn) -> str:
     """``fn(kind, p)`` must return the number of convolution weights of one block of paper Fig. 5
     at width ``p``: ``"basic"`` (two 3x3 on p channels), ``"bottleneck"`` (1x1 from 4p to p, 3x3,
     1x1 back to 4p) or ``"bottleneck+projection"`` (the same with a 1x1 projection shortcut)."""
     for p in (1, 16, 64):
         for kind in BLOCK_KINDS:
-            want = _conv_weights(_block_for(kind, p))
+            want = count_conv_weights(_block_for(kind, p))
             hint = {
                 "basic": "two 3x3 convolutions from p to p channels: each has p * p * 3 * 3 weights.",
                 "bottleneck": "the block's input and output have 4p channels; count the 1x1 reduce (4p -> p), "
@@ -305,7 +301,7 @@ def check_paper_schedule(fn) -> str:
         if abs(got - want) > 1e-12:
             if warming_up:
                 hint = "while warming up (until the training error falls below 80%) the rate is 0.01, whatever the iteration."
-            elif step in (32_000, 48_000) or step in (31_999, 47_999):
+            elif step in (31_999, 32_000, 47_999, 48_000):
                 hint = "the rate drops AT iterations 32,000 and 48,000: iteration 31,999 still uses the old rate."
             else:
                 hint = "0.1 until iteration 32k, 0.01 until 48k, 0.001 until the end at 64k."
