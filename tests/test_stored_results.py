@@ -1,0 +1,53 @@
+"""The stored runs the book reads: the twelve imported paper-budget runs are complete, filed under
+the experiment they belong to, unchanged against their source, and give the source README's means."""
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "data" / "results"
+SOURCE = REPO.parent / "shared" / "runs" / "paper-scale-h100"
+
+# the source README's table: final train / test error, mean ± std over seeds 0-2 (%)
+README = {"plain20": ((2.33, 0.11), (13.53, 0.31)), "plain32": ((2.21, 0.18), (13.44, 0.27)),
+          "resnet20": ((1.53, 0.05), (12.29, 0.31)), "resnet32": ((0.46, 0.05), (11.45, 0.27))}
+FOLDER = {"plain20": "degradation", "plain32": "degradation", "resnet20": "reversal", "resnet32": "reversal"}
+
+
+def _paper_runs(label):
+    paths = sorted((RESULTS / FOLDER[label] / "cifar10-jpeg").glob(f"{label}_paper_seed*.json"))
+    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+
+
+@pytest.mark.parametrize("label", sorted(README))
+def test_paper_scale_runs_are_stored_complete_and_give_the_readme_means(label):
+    runs = _paper_runs(label)
+    assert sorted(r["seed"] for r in runs) == [0, 1, 2]
+    for r in runs:
+        assert r["experiment"] == FOLDER[label] and r["label"] == label
+        assert r["budget"]["name"] == "paper" and r["budget"]["iterations"] == 64_000 and r["step"] == 64_000
+        assert r["status"] == "complete" and r["data"]["source"] == "cifar10-jpeg"
+        assert r["data"]["train_size"] == 50_000 and r["data"]["test_size"] == 10_000
+        assert r["imported_from"]["original_experiment"] == "paper-scale"
+        assert "a35b67f" in r["imported_from"]["how"] and r["provenance"]["git_commit"].startswith("a35b67f")
+        assert len(r["curves"]["step"]) == 64 and r["curves"]["step"][-1] == 64_000
+    for metric, (mean, std) in zip(("train_error", "test_error"), README[label]):
+        values = [100 * r["final"][metric] for r in runs]
+        assert round(statistics.mean(values), 2) == mean, metric
+        assert round(statistics.stdev(values), 2) == std, metric
+
+
+@pytest.mark.skipif(not SOURCE.is_dir(), reason="the shared source folder of the paper-scale runs is not here")
+def test_paper_scale_runs_are_unchanged_against_their_source():
+    sources = sorted(SOURCE.glob("*_paper_seed*.json"))
+    assert len(sources) == 12
+    for path in sources:
+        original = json.loads(path.read_text(encoding="utf-8"))
+        stored = json.loads((RESULTS / FOLDER[original["label"]] / "cifar10-jpeg" / path.name).read_text(encoding="utf-8"))
+        note = stored.pop("imported_from")
+        assert note["path"].endswith(path.name)
+        assert stored.pop("experiment") == FOLDER[original["label"]]
+        assert original.pop("experiment") == note["original_experiment"]
+        assert stored == original
