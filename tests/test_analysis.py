@@ -206,3 +206,60 @@ def test_stage_costs_plot():
     assert [t.get_text() for t in macs.get_legend().get_texts()] == ["A: 3 in all", "B: 3 in all"]
     with pytest.raises(ValueError, match="different stages"):
         plots.stage_costs({"A": a, "C": {"stem": a["stem"]}})
+
+
+def _sgd_steps(model, steps, dead):
+    """The paper's optimiser (SGD, momentum 0.9, weight decay 1e-4) on random data; returns, per
+    block named in ``dead``, the largest loss gradient seen on those channels' last-conv filters."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    g = torch.Generator().manual_seed(0)
+    worst = dict.fromkeys(dead, 0.0)
+    for _ in range(steps):
+        x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        for name, chans in dead.items():
+            worst[name] = max(worst[name], model.get_submodule(name).conv2.weight.grad[chans].abs().max().item())
+        opt.step()
+    return worst
+
+
+def test_zero_init_with_option_a_leaves_the_padded_channels_dead_and_option_b_does_not():
+    torch.manual_seed(0)
+    model = cifar_resnet(20, zero_init_residual=True)  # option A, the paper's CIFAR shortcut
+    assert analysis.zero_padded_channels(model) == {"layer2.0": list(range(16, 32)), "layer3.0": list(range(32, 64))}
+    # the padded channels stay 0 through every later block of the stage (their branches add 0 too),
+    # and stage 3 inherits stage 2's dead channels 16-31 through its subsampling shortcut
+    dead = {**{f"layer2.{i}": list(range(16, 32)) for i in range(3)},
+            **{f"layer3.{i}": list(range(16, 64)) for i in range(3)}}
+    start = {n: model.get_submodule(n).conv2.weight.detach().clone() for n in dead}
+    worst = _sgd_steps(model, 10, dead)
+    assert analysis.dead_channels(model) == dead  # gamma = beta = 0 exactly there, nowhere else
+    for name, chans in dead.items():
+        assert worst[name] == 0.0, f"{name}: the loss reached the dead channels' filters of conv2"
+        moved = model.get_submodule(name).conv2.weight.detach()
+        # those filters changed only by weight decay: every entry shrank by the same factor
+        ratio = (moved[chans] / start[name][chans]).flatten()
+        assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=0, atol=1e-6) and 0.99 < ratio[0] < 1
+        assert not torch.equal(moved[: chans[0]], start[name][: chans[0]])  # the live channels learned
+    out = {}
+    model.layer3.register_forward_hook(lambda m, i, o: out.__setitem__("x", o))
+    model.eval()(torch.randn(4, 3, 32, 32))
+    assert torch.count_nonzero(out["x"][:, 16:]) == 0 and torch.count_nonzero(out["x"][:, :16]) > 0
+
+    torch.manual_seed(0)
+    proj = cifar_resnet(20, shortcut="B", zero_init_residual=True)
+    assert analysis.zero_padded_channels(proj) == {}
+    worst = _sgd_steps(proj, 10, dead)
+    assert analysis.dead_channels(proj) == {}
+    for name, chans in dead.items():
+        assert worst[name] > 0
+        assert torch.count_nonzero(proj.get_submodule(name).bn2.weight[chans]) == len(chans)
+
+
+def test_dead_channels_right_after_zero_init_and_never_in_plain_or_standard_nets():
+    assert analysis.dead_channels(cifar_resnet(20)) == {}
+    assert analysis.dead_channels(cifar_resnet(20, residual=False)) == {}
+    assert analysis.dead_channels(cifar_resnet(20, preact=True, zero_init_residual=True)) == {}
+    fresh = analysis.dead_channels(cifar_resnet(20, zero_init_residual=True))
+    assert len(fresh) == 9 and fresh["layer3.2"] == list(range(64))

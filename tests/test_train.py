@@ -315,3 +315,23 @@ def test_load_keeps_one_budget_and_switches_only_when_every_label_has_it(tmp_pat
     with pytest.raises(ValueError, match="stored budgets: cpu, paper"):
         results.load("e", root=tmp_path, budget="smoke")
     assert len(results.load("nothing", root=tmp_path)) == 0
+
+
+def test_zero_init_experiments_option_a_is_the_lesson_and_option_b_has_no_dead_channels():
+    from resnet_book import analysis, experiments
+    from resnet_book.models import build_model
+
+    def padded(exp):
+        out = {}
+        for label, c in experiments.get(exp).configs(seeds=(0,)):
+            model = build_model(c.model, zero_init_residual=c.zero_init_residual,
+                                **({"shortcut": c.shortcut} if c.shortcut else {}))
+            out[label] = (c.zero_init_residual, len(analysis.zero_padded_channels(model)))
+        return out
+
+    # option A: the zero-initialised net opens stages 2 and 3 with zero-padded channels
+    assert padded("zero-init") == {"resnet56": (False, 2), "resnet56-zero-init": (True, 2)}
+    # the re-run: projection shortcuts where the shape changes, the same ResNet-56 otherwise
+    assert padded("zero-init-b") == {"resnet56-B": (False, 0), "resnet56-B-zero-init": (True, 0)}
+    assert {c.shortcut for _, c in experiments.get("zero-init-b").configs()} == {"B"}
+    assert experiments.get("zero-init-b").seeds == (0, 1, 2) and experiments.get("zero-init-b").budget == "cpu"

@@ -10,7 +10,10 @@
 * :func:`activation_stats` / :func:`gradient_norms` -- forward activation std and backward
   gradient norm per block (degradation is not vanishing gradients);
 * :func:`lesion` -- drop blocks at test time (Veit et al. 2016), :func:`lesion_study` (every
-  block alone, then random sets of k blocks), :func:`path_length_counts`.
+  block alone, then random sets of k blocks), :func:`path_length_counts`;
+* :func:`zero_padded_channels` / :func:`dead_channels` -- the channels an option-A shortcut fills
+  with zeros, and the channels whose residual branch outputs exactly 0 whatever the input (the last
+  BN's scale and shift both 0): with a zero-initialised last BN, the two sets stay the same for ever.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .models.blocks import is_block
+from .models.blocks import PreActBlock, ShortcutA, is_block
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -288,3 +291,32 @@ def mean_profile(profiles: list[dict[str, dict[str, float]]], key: str) -> dict[
     if any(list(p) != names for p in profiles):
         raise ValueError("the profiles are of different networks (their block names differ)")
     return {n: sum(p[n][key] for p in profiles) / len(profiles) for n in names}
+
+
+def zero_padded_channels(model: nn.Module) -> dict[str, list[int]]:
+    """Per residual block with an option-A shortcut that adds channels: the channel indices that
+    shortcut fills with zeros (``in_planes .. out_planes - 1``), i.e. where ``x`` contributes nothing
+    to ``F(x) + x``."""
+    return {name: list(range(b.downsample.in_planes, b.downsample.out_planes)) for name, b in blocks(model)
+            if b.residual and isinstance(b.downsample, ShortcutA) and b.downsample.out_planes > b.downsample.in_planes}
+
+
+@torch.no_grad()
+def dead_channels(model: nn.Module) -> dict[str, list[int]]:
+    """Per residual block (post-activation, ``relu(F(x) + x)``): the channels of the last BN whose
+    scale gamma and shift beta are both exactly 0, so that ``F(x)`` is exactly 0 there whatever the
+    input. Blocks with no such channel are left out.
+
+    Right after ``zero_init_residual`` every channel qualifies. Where the shortcut also adds 0
+    (option A's padded channels, :func:`zero_padded_channels`), the sum is 0, the ReLU after the
+    addition passes no gradient at 0, and gamma, beta and the matching filters of the last
+    convolution get no gradient from the loss: measured after training, such channels never moved.
+    """
+    out = {}
+    for name, b in blocks(model):
+        if not b.residual or isinstance(b, PreActBlock) or not isinstance(b.last_bn, nn.BatchNorm2d):
+            continue
+        both = (b.last_bn.weight == 0) & (b.last_bn.bias == 0)
+        if both.any():
+            out[name] = torch.nonzero(both).flatten().tolist()
+    return out

@@ -101,9 +101,17 @@ EXPERIMENTS: dict[str, Experiment] = {
                    _depths("resnet"), analyses={"resnet20": ("responses",), "resnet56": (*_BOTH, "responses")}),
         Experiment("preactivation", "original vs pre-activation unit, ResNet-56 (Identity Mappings, Table 2/Fig. 6)",
                    (("resnet56", {"model": "resnet56"}), ("preresnet56", {"model": "preresnet56"}))),
-        Experiment("zero-init", "standard init vs zero-initialised last BN of each residual branch, ResNet-56",
+        # Option A's zero-padded channels and a zero-initialised last BN add 0 + 0: those channels never
+        # train (analysis.dead_channels; chapter 5). `zero-init` is kept as that lesson; `zero-init-b`
+        # is the comparison itself, with projection shortcut (option B) where the shape changes.
+        Experiment("zero-init", "standard init vs zero-initialised last BN of each residual branch, ResNet-56 "
+                   "with option A (the zero-initialised net's padded channels stay dead: see zero-init-b)",
                    (("resnet56", {"model": "resnet56"}),
                     ("resnet56-zero-init", {"model": "resnet56", "zero_init_residual": True}))),
+        Experiment("zero-init-b", "standard init vs zero-initialised last BN of each residual branch, ResNet-56 "
+                   "with projection shortcuts where the shape changes (option B: no channel is dead)",
+                   (("resnet56-B", {"model": "resnet56", "shortcut": "B"}),
+                    ("resnet56-B-zero-init", {"model": "resnet56", "shortcut": "B", "zero_init_residual": True}))),
         Experiment("shortcuts", "shortcut options A/B/C on ResNet-32 (paper Table 3, CIFAR scale)",
                    tuple((f"resnet32-{o}", {"model": "resnet32", "shortcut": o}) for o in "ABC")),
     )
