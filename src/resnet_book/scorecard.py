@@ -1,0 +1,329 @@
+"""The papers' CIFAR-10 claims, checked claim by claim against the stored runs.
+
+A claim is data: which runs it compares and in which direction (:class:`Claim`).  :func:`evaluate`
+reads the runs of every budget and data source separately -- a statistic never pools budgets or
+sources -- and gives each claim one of four verdicts:
+
+* ``reproduced at paper scale``: at the ``paper`` budget every comparison the stored runs cover
+  goes the paper's way by more than seed noise (Welch's t beyond the two-sided 5% critical value);
+* ``reduced scale only``: not decided (or not run) at the paper budget, but decided the paper's way
+  at a reduced budget (``cpu``);
+* ``not reproduced``: runs exist and no budget decides the claim the paper's way (or the paper
+  budget decides it the other way);
+* ``quoted only``: no stored run tests it.
+
+Each verdict carries its evidence: the differences, t statistics, seeds, budgets and data sources
+it rests on, and what the stored runs do not cover.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .results import mean_std
+
+VERDICTS = ("reproduced at paper scale", "reduced scale only", "not reproduced", "quoted only")
+SOURCE_PREFERENCE = ("cifar10-original", "cifar10", "cifar10-jpeg")  # original pixels first
+
+# two-sided 5% critical values of Student's t (standard tables), by degrees of freedom
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
+
+
+def t_critical(df: float) -> float:
+    """Two-sided 5% critical value of Student's t for ``df`` degrees of freedom, rounded *down* to
+    the nearest tabulated df (so the test is, if anything, stricter than 5%)."""
+    if not df >= 1:
+        raise ValueError(f"degrees of freedom must be at least 1; got {df!r}")
+    return _T975[max(k for k in _T975 if k <= df)] if df < 120 else 1.960
+
+
+@dataclass(frozen=True)
+class Welch:
+    """Welch's two-sample t test of ``mean(b) - mean(a)`` (unequal variances)."""
+
+    mean_a: float
+    std_a: float
+    n_a: int
+    mean_b: float
+    std_b: float
+    n_b: int
+
+    @property
+    def difference(self) -> float:
+        return self.mean_b - self.mean_a
+
+    @property
+    def se(self) -> float:
+        return math.sqrt(self.std_a ** 2 / self.n_a + self.std_b ** 2 / self.n_b)
+
+    @property
+    def t(self) -> float:
+        return self.difference / self.se if self.se > 0 else math.copysign(math.inf, self.difference or 1.0)
+
+    @property
+    def df(self) -> float:
+        """Welch-Satterthwaite degrees of freedom."""
+        va, vb = self.std_a ** 2 / self.n_a, self.std_b ** 2 / self.n_b
+        if va + vb == 0:
+            return math.inf
+        return (va + vb) ** 2 / (va ** 2 / (self.n_a - 1) + vb ** 2 / (self.n_b - 1))
+
+    @property
+    def significant(self) -> bool:
+        return abs(self.t) > t_critical(self.df)
+
+
+def welch(a: Iterable[float], b: Iterable[float]) -> Welch:
+    """Welch's t test of ``mean(b) - mean(a)``; each group needs at least two values."""
+    a, b = list(a), list(b)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"Welch's t needs at least two values per group; got {len(a)} and {len(b)}")
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return Welch(ma, sa, len(a), mb, sb, len(b))
+
+
+def binomial_se(error: float, n: int) -> float:
+    """Standard error of an error rate measured on ``n`` test images (sampling of the test set)."""
+    if n < 1 or not 0 <= error <= 1:
+        raise ValueError(f"need 0 <= error <= 1 and n >= 1; got {error!r}, {n!r}")
+    return math.sqrt(error * (1 - error) / n)
+
+
+# --- the stored runs, by stratum -----------------------------------------------------------------
+
+def strata(records: Iterable[dict]) -> dict[tuple[str, str], dict[str, list[dict]]]:
+    """Complete runs grouped by (budget name, data source), then by label.  A run stored by two
+    experiments (the same run id at the same budget and source, e.g. one marked ``reused_from``)
+    counts once."""
+    out: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    seen = set()
+    for r in records:
+        key = (r["budget"]["name"], r["data"]["source"], r["run_id"])
+        if r.get("status", "complete") != "complete" or key in seen:
+            continue
+        seen.add(key)
+        out[key[:2]][r.get("label", r["config"]["model"])].append(r)
+    return {k: dict(v) for k, v in out.items()}
+
+
+def _values(runs: list[dict], metric: str) -> list[float]:
+    return [100 * r["final"][metric] for r in runs]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison of a claim at one budget and data source: ``b`` should be lower than ``a``
+    (``test.difference < 0``) when the claim holds."""
+
+    a: str
+    b: str
+    metric: str
+    budget: str
+    source: str
+    test: Welch
+
+    @property
+    def outcome(self) -> str:
+        if not self.test.significant:
+            return "within noise"
+        return "as claimed" if self.test.difference < 0 else "opposite"
+
+    def text(self) -> str:
+        return (f"{self.b} − {self.a} = {self.test.difference:+.2f} points (t = {self.test.t:+.1f}, "
+                f"{self.test.n_a}+{self.test.n_b} seeds): {self.outcome}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim that some runs end with a lower ``metric`` than others.
+
+    ``pairs``: for each ``(a, b)``, ``b`` ends lower than ``a``; every pair is its own test (e.g.
+    ResNet against plain at each depth).  ``chain``: labels in the order in which the claim says
+    the metric falls (e.g. plain-56, -44, -32, -20 for the degradation); it is tested end to end,
+    between the first and the last label stored at a budget, and each neighbouring pair is shown
+    too.  ``experiments`` names the experiments whose stored runs the claim reads."""
+
+    key: str
+    text: str
+    where: str
+    pairs: tuple[tuple[str, str], ...] = ()
+    chain: tuple[str, ...] = ()
+    metric: str = "test_error"
+    experiments: tuple[str, ...] = ()
+    note: str = ""
+
+    def __post_init__(self):
+        if bool(self.pairs) == bool(self.chain):
+            raise ValueError(f"claim {self.key!r} needs either pairs or a chain of labels (not both, not neither)")
+
+
+@dataclass(frozen=True)
+class ValueClaim:
+    """A number the paper reports (its ``value``, or mean ± ``std`` over ``n`` runs) for one label."""
+
+    key: str
+    text: str
+    where: str
+    label: str
+    value: float
+    std: float = 0.0
+    experiments: tuple[str, ...] = ()
+    metric: str = "test_error"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class QuotedClaim:
+    key: str
+    text: str
+    where: str
+    note: str = ""
+
+
+@dataclass
+class Verdict:
+    claim: Claim | ValueClaim | QuotedClaim
+    verdict: str
+    evidence: list[str] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+def _source_for(by_source: dict[str, dict[str, list[dict]]], labels: Iterable[str]) -> tuple[str | None, list[str]]:
+    """The data source whose runs at one budget cover most of ``labels`` (at least 2 seeds each;
+    ties go to the original pixels first), and the labels it covers, in the given order."""
+    labels = list(labels)
+    best, covered = None, []
+    for source in (*SOURCE_PREFERENCE, *sorted(set(by_source) - set(SOURCE_PREFERENCE))):
+        groups = by_source.get(source, {})
+        have = [label for label in labels if len(groups.get(label, [])) >= 2]
+        if len(have) > len(covered):
+            best, covered = source, have
+    return best, covered
+
+
+def _by_budget(records: Iterable[dict]) -> dict[str, dict[str, dict[str, list[dict]]]]:
+    out: dict[str, dict[str, dict[str, list[dict]]]] = defaultdict(dict)
+    for (budget, source), groups in strata(records).items():
+        out[budget][source] = groups
+    return dict(out)
+
+
+def _compare(groups, a, b, metric, budget, source) -> Comparison:
+    return Comparison(a, b, metric, budget, source, welch(_values(groups[a], metric), _values(groups[b], metric)))
+
+
+def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], str, str] | None:
+    """The comparisons of ``claim`` at one budget, their joint outcome and one line of evidence."""
+    if claim.chain:
+        source, covered = _source_for(by_source, claim.chain)
+        if len(covered) < 2:
+            return None
+        groups = by_source[source]
+        steps = [_compare(groups, a, b, claim.metric, budget, source) for a, b in zip(covered, covered[1:])]
+        ends = _compare(groups, covered[0], covered[-1], claim.metric, budget, source)
+        done = steps if len(covered) == 2 else [ends, *steps]
+        outcome = ends.outcome
+        if outcome == "as claimed" and any(c.outcome == "opposite" for c in steps):
+            outcome = "within noise"
+        sources = [source]
+        missing = [label for label in claim.chain if label not in covered]
+    else:
+        done = []
+        for a, b in claim.pairs:
+            source, covered = _source_for(by_source, (a, b))
+            if len(covered) == 2:
+                done.append(_compare(by_source[source], a, b, claim.metric, budget, source))
+        if not done:
+            return None
+        outcomes = {c.outcome for c in done}
+        outcome = "opposite" if "opposite" in outcomes else "as claimed" if outcomes == {"as claimed"} else "within noise"
+        sources = sorted({c.source for c in done})
+        missing = [f"{a}/{b}" for a, b in claim.pairs if not any((c.a, c.b) == (a, b) for c in done)]
+    text = (f"{budget} budget ({', '.join(sources)}): " + "; ".join(c.text() for c in done)
+            + (f"; not stored at this budget: {', '.join(missing)}" if missing else ""))
+    return done, outcome, text
+
+
+def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
+    comparisons: list[Comparison] = []
+    evidence: list[str] = []
+    decided: dict[str, str] = {}  # budget -> "as claimed" / "opposite" / "within noise"
+    budgets = _by_budget(records)
+    for budget in sorted(budgets, key=lambda b: (b != "paper", b)):
+        found = _at_budget(claim, budget, budgets[budget])
+        if found:
+            comparisons += found[0]
+            decided[budget] = found[1]
+            evidence.append(found[2])
+    if not comparisons:
+        verdict = "quoted only"
+    elif decided.get("paper") == "as claimed":
+        verdict = "reproduced at paper scale"
+    elif decided.get("paper") != "opposite" and any(v == "as claimed" for b, v in decided.items() if b != "paper"):
+        verdict = "reduced scale only"
+    else:
+        verdict = "not reproduced"
+    return Verdict(claim, verdict, evidence, comparisons)
+
+
+def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
+    paper = _by_budget(records).get("paper", {})
+    source, covered = _source_for(paper, (claim.label,))
+    if not covered:
+        return Verdict(claim, "quoted only", [f"no {claim.label} runs at the paper budget (reduced-scale errors "
+                                               f"are not comparable with the paper's numbers)"])
+    values = _values(paper[source][claim.label], claim.metric)
+    mean, std = mean_std(values)
+    tolerance = 2 * math.hypot(std, claim.std)
+    close = abs(mean - claim.value) <= tolerance
+    paper_text = f"{claim.value:.2f}" + (f" ± {claim.std:.2f}" if claim.std else "")
+    evidence = [f"paper budget ({source}, {len(values)} seeds): {mean:.2f} ± {std:.2f} against the paper's "
+                f"{paper_text}, a difference of {mean - claim.value:+.2f} points "
+                f"({'within' if close else 'outside'} twice the combined std, {tolerance:.2f})"]
+    return Verdict(claim, "reproduced at paper scale" if close else "not reproduced", evidence)
+
+
+def evaluate(claims, records: Iterable[dict]) -> list[Verdict]:
+    """The verdict of every claim, from ``records`` (stored runs of any budgets and sources)."""
+    records = list(records)
+    out = []
+    for claim in claims:
+        if isinstance(claim, QuotedClaim):
+            out.append(Verdict(claim, "quoted only", [claim.note] if claim.note else []))
+            continue
+        relevant = [r for r in records if not claim.experiments or r["experiment"] in claim.experiments]
+        out.append((_evaluate_order if isinstance(claim, Claim) else _evaluate_value)(claim, relevant))
+    return out
+
+
+def _depths(family: str, depths=(20, 32, 44, 56, 110)) -> tuple[str, ...]:
+    return tuple(f"{family}{d}" for d in depths)
+
+
+_TABLE6 = ("reversal", "table6")
+
+# The CIFAR-10 claims of He et al. (2016), Sec. 4.2, and one of the follow-up (He et al. 2016b).
+CLAIMS = (
+    Claim("degradation", "Deeper plain networks have higher training error", "Sec. 4.2, Fig. 6 (left)",
+          chain=_depths("plain")[::-1], metric="train_error", experiments=("degradation", "table6")),
+    Claim("residual-trains-better", "At equal depth the ResNet has lower training error than the plain net",
+          "Sec. 4.2, Fig. 6 (left vs middle)", pairs=tuple((f"plain{d}", f"resnet{d}") for d in (20, 32, 44, 56, 110)),
+          metric="train_error", experiments=("degradation", "reversal", "table6")),
+    Claim("deeper-resnets-better", "Deeper ResNets have lower test error", "Table 6, Fig. 6 (middle)",
+          chain=_depths("resnet"), metric="test_error", experiments=_TABLE6),
+    ValueClaim("resnet20", "ResNet-20 test error 8.75%", "Table 6", "resnet20", 8.75, experiments=_TABLE6),
+    ValueClaim("resnet32", "ResNet-32 test error 7.51%", "Table 6", "resnet32", 7.51, experiments=_TABLE6),
+    ValueClaim("resnet44", "ResNet-44 test error 7.17%", "Table 6", "resnet44", 7.17, experiments=_TABLE6),
+    ValueClaim("resnet56", "ResNet-56 test error 6.97%", "Table 6", "resnet56", 6.97, experiments=_TABLE6),
+    ValueClaim("resnet110", "ResNet-110 test error 6.61 ± 0.16% (mean of 5 runs; the best run 6.43%)", "Table 6",
+               "resnet110", 6.61, std=0.16, experiments=_TABLE6),
+    QuotedClaim("resnet1202", "ResNet-1202: training error below 0.1%, test error 7.93% (overfitting)",
+                "Table 6, Fig. 6 (right)", "one run in the paper; none stored here"),
+    Claim("preactivation", "The pre-activation unit has lower test error than the original unit",
+          "Identity Mappings, Table 3 (ResNet-110: 6.61 → 6.37%)", pairs=(("resnet56", "preresnet56"),),
+          metric="test_error", experiments=("preactivation",),
+          note="the follow-up's numbers are for ResNet-110 and -164; ours are ResNet-56"),
+)

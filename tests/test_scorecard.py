@@ -1,0 +1,146 @@
+"""The claim-by-claim scorecard: its statistics, its verdict rules, and the verdicts of the stored runs."""
+import glob
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from resnet_book import scorecard
+from resnet_book.scorecard import Claim, QuotedClaim, ValueClaim, evaluate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _student_t_cdf(t: float, df: int) -> float:
+    x = np.linspace(-200.0, t, 400_001)
+    pdf = (math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))) * (1 + x ** 2 / df) ** (-(df + 1) / 2)
+    return float(np.trapezoid(pdf, x))
+
+
+@pytest.mark.parametrize("df", [2, 3, 4, 6, 10, 30])
+def test_t_critical_is_the_two_sided_five_percent_quantile(df):
+    assert _student_t_cdf(scorecard.t_critical(df), df) == pytest.approx(0.975, abs=2e-4)
+
+
+def test_t_critical_rounds_degrees_of_freedom_down_and_refuses_less_than_one():
+    assert scorecard.t_critical(3.9) == scorecard.t_critical(3) > scorecard.t_critical(4)
+    with pytest.raises(ValueError, match="at least 1"):
+        scorecard.t_critical(0.5)
+
+
+def test_welch_matches_the_textbook_formula():
+    a, b = [10.0, 11.0, 12.5], [8.0, 8.5, 9.5, 9.0]
+    w = scorecard.welch(a, b)
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
+    assert w.difference == pytest.approx(np.mean(b) - np.mean(a))
+    assert w.t == pytest.approx((np.mean(b) - np.mean(a)) / math.sqrt(va + vb))
+    assert w.df == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3))
+    with pytest.raises(ValueError, match="at least two values"):
+        scorecard.welch([1.0], [1.0, 2.0])
+
+
+def test_binomial_se_of_a_thousand_image_test_set_at_half_error_is_1_6_points():
+    assert 100 * scorecard.binomial_se(0.5, 1000) == pytest.approx(1.58, abs=0.01)
+    with pytest.raises(ValueError):
+        scorecard.binomial_se(1.5, 10)
+
+
+def _run(label, budget, source, seed, error, experiment="exp", metric="test_error"):
+    final = {"train_error": error / 100, "test_error": error / 100}
+    return {"experiment": experiment, "run_id": f"{label}_{budget}_seed{seed}", "label": label, "seed": seed,
+            "status": "complete", "config": {"model": label}, "budget": {"name": budget},
+            "data": {"source": source}, "final": final}
+
+
+def _runs(label, budget, source, errors, **kw):
+    return [_run(label, budget, source, s, e, **kw) for s, e in enumerate(errors)]
+
+
+CHAIN = Claim("c", "deeper is better", "here", chain=("a20", "a32", "a44"))
+
+
+def test_a_clear_paper_budget_ordering_is_reproduced_at_paper_scale():
+    runs = (_runs("a20", "paper", "cifar10", [9.0, 9.1, 8.9]) + _runs("a32", "paper", "cifar10", [8.0, 8.1, 7.9])
+            + _runs("a44", "paper", "cifar10", [7.0, 7.2, 6.9]))
+    (v,) = evaluate([CHAIN], runs)
+    assert v.verdict == "reproduced at paper scale"
+    assert [(c.a, c.b) for c in v.comparisons] == [("a20", "a44"), ("a20", "a32"), ("a32", "a44")]
+    assert "cifar10" in v.evidence[0] and "paper budget" in v.evidence[0]
+
+
+def test_within_noise_at_paper_scale_but_clear_at_cpu_is_reduced_scale_only():
+    runs = (_runs("a20", "paper", "cifar10-jpeg", [9.0, 8.0, 9.5]) + _runs("a32", "paper", "cifar10-jpeg", [8.5, 9.2, 8.7])
+            + _runs("a20", "cpu", "cifar10-jpeg", [60.0, 61.0, 59.0]) + _runs("a44", "cpu", "cifar10-jpeg", [50.0, 51.0, 49.5]))
+    (v,) = evaluate([CHAIN], runs)
+    assert v.verdict == "reduced scale only"
+    assert any("within noise" in e for e in v.evidence) and any("a32" in e and "not stored" in e for e in v.evidence)
+
+
+def test_the_opposite_at_paper_scale_is_not_reproduced_whatever_the_cpu_runs_say():
+    runs = (_runs("a20", "paper", "cifar10", [7.0, 7.1, 6.9]) + _runs("a32", "paper", "cifar10", [8.0, 8.1, 7.9])
+            + _runs("a20", "cpu", "cifar10", [60.0, 61.0, 59.0]) + _runs("a32", "cpu", "cifar10", [50.0, 51.0, 49.5]))
+    (v,) = evaluate([CHAIN], runs)
+    assert v.verdict == "not reproduced"
+    assert [c.outcome for c in v.comparisons if c.budget == "paper"] == ["opposite"]
+
+
+def test_no_runs_means_quoted_only_and_a_single_seed_is_not_a_statistic():
+    runs = _runs("a20", "paper", "cifar10", [9.0]) + _runs("a32", "paper", "cifar10", [8.0])
+    (v, q) = evaluate([CHAIN, QuotedClaim("q", "ImageNet", "Table 3")], runs)
+    assert v.verdict == q.verdict == "quoted only"
+
+
+def test_sources_are_never_pooled_and_the_original_pixels_are_preferred():
+    jpeg = _runs("a20", "paper", "cifar10-jpeg", [7.0, 7.1, 6.9]) + _runs("a32", "paper", "cifar10-jpeg", [8.0, 8.1, 7.9])
+    original = _runs("a20", "paper", "cifar10-original", [9.0, 9.1, 8.9]) + _runs("a32", "paper", "cifar10-original",
+                                                                                   [8.0, 8.1, 7.9])
+    (v,) = evaluate([CHAIN], jpeg + original)
+    assert v.verdict == "reproduced at paper scale"
+    assert {c.source for c in v.comparisons} == {"cifar10-original"}
+    assert all(c.test.n_a == c.test.n_b == 3 for c in v.comparisons)
+    # one label on each source only: nothing to compare at that budget
+    (v,) = evaluate([CHAIN], jpeg[:3] + original[3:])
+    assert v.verdict == "quoted only"
+
+
+def test_a_run_stored_by_two_experiments_counts_once():
+    runs = _runs("a20", "paper", "cifar10", [9.0, 9.1, 8.9]) + _runs("a32", "paper", "cifar10", [8.0, 8.1, 7.9])
+    copies = [{**r, "experiment": "other", "reused_from": f"exp/{r['run_id']}"} for r in runs]
+    (v,) = evaluate([CHAIN], runs + copies)
+    assert v.comparisons[0].test.n_a == 3
+
+
+def test_value_claims_compare_paper_budget_means_with_the_papers_and_ignore_reduced_budgets():
+    claim = ValueClaim("v", "8.75%", "Table 6", "a20", 8.75, std=0.16)
+    close = _runs("a20", "paper", "cifar10", [8.6, 8.9, 9.0])
+    far = _runs("a20", "paper", "cifar10", [12.0, 12.3, 12.6])
+    cpu = _runs("a20", "cpu", "cifar10", [8.7, 8.8, 8.75])
+    assert evaluate([claim], close)[0].verdict == "reproduced at paper scale"
+    (v,) = evaluate([claim], far)
+    assert v.verdict == "not reproduced" and "+3.55 points" in v.evidence[0]
+    assert evaluate([claim], cpu)[0].verdict == "quoted only"
+
+
+def test_a_claim_needs_pairs_or_a_chain():
+    with pytest.raises(ValueError, match="either pairs or a chain"):
+        Claim("x", "x", "x")
+
+
+def _stored_paper_scale_jpeg():
+    records = [json.loads(Path(p).read_text()) for p in glob.glob(str(REPO / "data/results/**/*.json"), recursive=True)]
+    return [r for r in records if r["budget"]["name"] == "paper" and r["data"]["source"] == "cifar10-jpeg"
+            and r["model"]["depth"] in (20, 32) and r["experiment"] in ("degradation", "reversal")]
+
+
+def test_the_stored_paper_scale_runs_decide_two_claims_and_leave_the_degradation_open():
+    verdicts = {v.claim.key: v for v in evaluate(scorecard.CLAIMS, _stored_paper_scale_jpeg())}
+    assert verdicts["residual-trains-better"].verdict == "reproduced at paper scale"
+    assert verdicts["deeper-resnets-better"].verdict == "reproduced at paper scale"
+    (c,) = verdicts["deeper-resnets-better"].comparisons
+    assert round(c.test.difference, 2) == -0.85 and c.outcome == "as claimed"
+    (c,) = verdicts["degradation"].comparisons
+    assert c.outcome == "within noise" and verdicts["degradation"].verdict == "not reproduced"
+    assert verdicts["resnet20"].verdict == "not reproduced" and "12.29 ± 0.31" in verdicts["resnet20"].evidence[0]
+    assert verdicts["resnet110"].verdict == "quoted only"
