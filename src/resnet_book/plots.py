@@ -25,17 +25,57 @@ def style() -> None:
     })
 
 
-def provenance_line(runs: Runs) -> str:
-    """'data cifar10-jpeg · budget cpu (reduced-scale) · 3 seeds · CPU (...)' for a caption."""
+BUDGET_ORDER = ("paper", "cpu", "smoke")  # largest first
+BUDGET_MARKERS = {"paper": "o", "cpu": "s", "smoke": "^"}  # filled for paper, open for reduced scale
+
+
+def _budget_rank(budget: str) -> tuple[int, str]:
+    return (BUDGET_ORDER.index(budget) if budget in BUDGET_ORDER else len(BUDGET_ORDER), budget)
+
+
+def scale_name(budget: str) -> str:
+    return f"{budget} ({'paper recipe' if budget == 'paper' else 'reduced-scale'})"
+
+
+def stratum(records: list[dict], label: str = "") -> tuple[str, str]:
+    """The one (budget, data source) of a label's runs; a statistic over runs of several budgets or
+    sources would pool them, so that is refused."""
+    found = {(r["budget"]["name"], r["data"]["source"]) for r in records}
+    if len(found) != 1:
+        raise ValueError(f"the runs of {label or 'one label'} come from {len(found)} budget/data-source pairs "
+                         f"({', '.join(f'{b}/{s}' for b, s in sorted(found))}); a figure shows one per label: "
+                         f"load them with one budget and source")
+    return found.pop()
+
+
+def _strata(groups: dict[str, list[dict]], labels) -> dict[tuple[str, str], list[str]]:
+    """Labels by their (budget, source), largest budget first."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for label in labels:
+        out.setdefault(stratum(groups[label], label), []).append(label)
+    return dict(sorted(out.items(), key=lambda kv: (_budget_rank(kv[0][0]), kv[0][1])))
+
+
+def provenance_line(runs: Runs, labels: Sequence[str] | None = None) -> str:
+    """The caption line: data source, budget, seeds and device, per group of labels that share a
+    budget and source ('data cifar10-jpeg · budget cpu (reduced-scale) · 3 seeds, mean ± std · CPU';
+    with several budgets or sources, one such line per group, naming its labels)."""
     if not len(runs):
         return f"no stored runs for {runs.experiment!r}"
-    budgets = sorted(runs.budgets)
-    scale = [f"{b} ({'reduced-scale' if b != 'paper' else 'paper recipe'})" for b in budgets]
-    seeds = sorted({len(v) for v in runs.groups().values()})
-    seed_text = f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)} seeds"
-    devices = sorted({d.split(" (")[0] for d in runs.devices})
-    return (f"data {', '.join(sorted(runs.sources))} · budget {', '.join(scale)} · {seed_text}, mean ± std · "
-            f"device {', '.join(devices)}")
+    groups = runs.groups()
+    labels = [lab for lab in (labels or sorted(groups, key=depth_key)) if lab in groups]
+    parts = []
+    strata = _strata(groups, labels)
+    for (budget, source), members in strata.items():
+        records = [r for lab in members for r in groups[lab]]
+        seeds = sorted({len(groups[lab]) for lab in members})
+        seed_text = (f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1
+                     else f"{min(seeds)}-{max(seeds)} seeds")
+        devices = sorted({r["provenance"]["device"].split(" (")[0] for r in records})
+        line = (f"data {source} · budget {scale_name(budget)} · {seed_text}, mean ± std · "
+                f"device {', '.join(devices)}")
+        parts.append(line if len(strata) == 1 else f"{', '.join(members)}: {line}")
+    return "\n".join(parts)
 
 
 def _footer(fig, note: str = "", *, title: str | None = None, fontsize: float = 7, bottom: float = 0.03) -> None:
@@ -66,41 +106,98 @@ def _labels_and_axes(runs: Runs, labels, ax, figsize):
     return groups, labels, fig, ax
 
 
-def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str | None = None,
-                 show: Sequence[str] = ("train_error", "test_error"), ax=None):
-    """Training (dashed) and test (bold) error against iterations, mean ± std over seeds."""
-    groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (6.4, 4.0))
-    for i, label in enumerate(labels):
-        colour = OKABE_ITO[i % len(OKABE_ITO)]
+def _draw_curves(ax, groups, labels, show, colours):
+    for label in labels:
+        colour = colours[label]
         for key in show:
             steps, mean, std = _mean_curve(groups[label], key)
             test = key != "train_error"
-            ax.plot(steps, 100 * mean, color=colour, lw=2.0 if test else 1.0, ls="-" if test else "--",
+            ax.plot(steps, 100 * mean, color=colour, lw=2.0 if test else 0.9, ls="-" if test else "--",
                     label=f"{label} ({'test' if test else 'train'})")
             ax.fill_between(steps, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.15, lw=0)
     ax.set_xlabel("iteration")
     ax.set_ylabel("error (%)")
-    if title:
-        ax.set_title(title)
-    ax.legend(ncol=2, fontsize=8)
-    _footer(fig, provenance_line(runs))
+    ax.legend(ncol=2, fontsize=7)
+
+
+def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str | None = None,
+                 show: Sequence[str] = ("train_error", "test_error"), ax=None):
+    """Training (thin, dashed) and test (bold) error against iterations, mean ± std over seeds.
+    Labels of different budgets (or data sources) get one panel each, titled with it."""
+    groups = runs.groups()
+    labels = [lab for lab in (labels or sorted(groups, key=depth_key)) if lab in groups]
+    strata = _strata(groups, labels)
+    colours = {lab: OKABE_ITO[i % len(OKABE_ITO)] for i, lab in enumerate(labels)}
+    style()
+    if ax is not None or len(strata) <= 1:
+        groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (6.4, 4.0))
+        _draw_curves(ax, groups, labels, show, colours)
+        if title:
+            ax.set_title(title)
+        _footer(fig, provenance_line(runs, labels))
+        return fig
+    fig, axes = plt.subplots(1, len(strata), figsize=(4.6 * len(strata), 4.0))
+    for a, ((budget, source), members) in zip(axes, strata.items()):
+        _draw_curves(a, groups, members, show, colours)
+        a.set_title(f"budget {scale_name(budget)}, {source}", fontsize=9)
+    n = len(provenance_line(runs, labels).splitlines())
+    _footer(fig, provenance_line(runs, labels), title=title, bottom=0.035 * n)
+    return fig
+
+
+def fig6_curves(panels: dict[str, Runs], *, title: str | None = None, ylim: tuple[float, float] = (0, 20)):
+    """Paper Fig. 6 from stored runs: one panel per entry (e.g. plain, ResNet), training error thin
+    and dashed, test error bold, mean line and ± std band over seeds, iterations in units of 1e4
+    and the paper's 0-20% error axis.  Each panel's runs must share one budget and data source."""
+    style()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    lines = []
+    for ax, (name, runs) in zip(axes, panels.items()):
+        groups = runs.groups()
+        labels = sorted(groups, key=depth_key)
+        strata = _strata(groups, labels)
+        if len(strata) != 1:
+            raise ValueError(f"panel {name!r} mixes budgets or data sources ({', '.join(f'{b}/{s}' for b, s in strata)}); "
+                             f"a Fig. 6 panel shows one")
+        (budget, source), = strata
+        for i, label in enumerate(labels):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            for key, lw, ls in (("train_error", 0.9, "--"), ("test_error", 2.2, "-")):
+                steps, mean, std = _mean_curve(groups[label], key)
+                x = np.asarray(steps) / 1e4
+                ax.plot(x, 100 * mean, color=colour, lw=lw, ls=ls,
+                        label=label if key == "test_error" else None)
+                ax.fill_between(x, 100 * (mean - std), 100 * (mean + std), color=colour, alpha=0.18, lw=0)
+        ax.set_ylim(*ylim)
+        ax.set_xlabel("iter. (1e4)")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=8, loc="upper right", title="bold: test, dashed: train", title_fontsize=7)
+        lines.append(f"{name}: {provenance_line(runs)}")
+    axes[0].set_ylabel("error (%)")
+    _footer(fig, "\n".join(lines), title=title, bottom=0.035 * len(lines) + 0.01)
     return fig
 
 
 def final_errors(runs: Runs, labels: Sequence[str] | None = None, *, metric: str = "train_error", ax=None,
                  title: str | None = None):
-    """Final ``metric`` per label as bars with ± std error bars and the individual seeds as dots."""
-    groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (5.2, 3.4))
+    """Final ``metric`` per label as bars with ± std error bars and the individual seeds as dots.
+    Reduced-scale labels are hatched and every tick names its budget."""
+    groups = runs.groups()
+    strata = _strata(groups, [lab for lab in (labels or groups) if lab in groups])
+    groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (5.2 if len(strata) == 1 else 6.4, 3.4))
+    budget_of = {lab: b for (b, _), members in strata.items() for lab in members}
     for i, label in enumerate(labels):
         vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
         ax.bar(i, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0, color=OKABE_ITO[i % len(OKABE_ITO)],
-               alpha=0.8, capsize=4)
+               alpha=0.8, capsize=4, hatch=None if budget_of[label] == "paper" else "//", edgecolor="white")
         ax.plot(np.full(len(vals), i), vals, "o", color="black", ms=3)
-    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xticks(range(len(labels)), [f"{lab}\n({budget_of[lab]})" for lab in labels] if len(strata) > 1 else labels)
     ax.set_ylabel(f"final {metric.replace('_', ' ')} (%)")
     if title:
         ax.set_title(title)
-    _footer(fig, provenance_line(runs), fontsize=6.5, bottom=0.04)
+    note = provenance_line(runs, labels)
+    _footer(fig, note, fontsize=6.5, bottom=0.04 * len(note.splitlines()))
     return fig
 
 
@@ -158,27 +255,37 @@ def fit_curves(fits, *, title: str | None = None, note: str = "", ax=None):
 
 
 def depth_trend(named_runs: dict[str, Runs], *, metric: str = "train_error", title: str | None = None):
-    """Final ``metric`` (mean ± std over seeds) against depth, one line per family of runs."""
+    """Final ``metric`` (mean ± std over seeds) against depth, one line per family of runs.  Each
+    budget gets its own panel (their errors are not on one scale), largest budget first; a family's
+    points at one budget share one data source or are refused."""
     style()
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    by_budget: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
     lines = []
-    for i, (name, runs) in enumerate(named_runs.items()):
+    for name, runs in named_runs.items():
         groups = runs.groups()
-        depths, means, stds = [], [], []
-        for label in sorted(groups, key=depth_key):
-            vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
-            depths.append(groups[label][0]["model"]["depth"])
-            means.append(vals.mean())
-            stds.append(vals.std(ddof=1) if len(vals) > 1 else 0.0)
-        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, lw=1.8, color=OKABE_ITO[i], label=name,
-                    ls="-" if i % 2 == 0 else "--")
-        lines.append(f"{name}: {provenance_line(runs)}")
-    ax.set_xlabel("depth (weighted layers)")
-    ax.set_ylabel(f"final {metric.replace('_', ' ')} (%)")
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    _footer(fig, "\n".join(lines), fontsize=6.5, bottom=0.04 * len(lines))
+        strata = _strata(groups, list(groups))
+        for (budget, source), members in strata.items():
+            points = by_budget.setdefault(budget, {}).setdefault(f"{name} ({source})", [])
+            for label in members:
+                vals = 100 * np.asarray([r["final"][metric] for r in groups[label]])
+                points.append((groups[label][0]["model"]["depth"], vals.mean(),
+                               vals.std(ddof=1) if len(vals) > 1 else 0.0))
+        lines += [f"{name}, {line}" if len(strata) > 1 else f"{name}: {line}" for line in provenance_line(runs).splitlines()]
+    budgets = sorted(by_budget, key=_budget_rank)
+    fig, axes = plt.subplots(1, max(len(budgets), 1), figsize=(5.0 * max(len(budgets), 1), 3.6), squeeze=False)
+    families = {}
+    for ax, budget in zip(axes[0], budgets):
+        for family, points in by_budget[budget].items():
+            i = families.setdefault(family.split(" (")[0], len(families))
+            depths, means, stds = zip(*sorted(points))
+            ax.errorbar(depths, means, yerr=stds, marker=BUDGET_MARKERS.get(budget, "D"), capsize=3, lw=1.8,
+                        color=OKABE_ITO[i % len(OKABE_ITO)], ls="-" if i % 2 == 0 else "--", label=family,
+                        mfc=OKABE_ITO[i % len(OKABE_ITO)] if budget == "paper" else "white")
+        ax.set_xlabel("depth (weighted layers)")
+        ax.set_ylabel(f"final {metric.replace('_', ' ')} (%)")
+        ax.set_title(f"budget {scale_name(budget)}", fontsize=9)
+        ax.legend(fontsize=8)
+    _footer(fig, "\n".join(lines), fontsize=6.5, title=title, bottom=0.035 * len(lines) + 0.01)
     return fig
 
 
@@ -206,9 +313,12 @@ def lesion_errors(studies: dict[str, list[dict]], *, title: str | None = None, n
             std = np.concatenate([[base.std(ddof=1) if len(runs) > 1 else 0],
                                   per_run.std(0, ddof=1) if len(runs) > 1 else np.zeros(len(ks))])
             ax2.errorbar(kx, mean, yerr=std, color=colour, ls=ls, marker="o", ms=3, lw=1.4, capsize=2, label=name)
-    ax1.axhline(90, color="#888888", lw=0.8, ls="-.")
-    ax1.text(1, 88, "chance (90%)", fontsize=7, color="#666666", va="top")
-    ax2.axhline(90, color="#888888", lw=0.8, ls="-.")
+    for ax in (ax1, ax2):
+        ax.axhline(90, color="#888888", lw=0.8, ls="-.")
+        ax.text(0.99, 90, "chance (90%)", fontsize=7, color="#666666", va="bottom", ha="right",
+                transform=ax.get_yaxis_transform(), bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+    ax1.set_ylim(top=max(ax1.get_ylim()[1], 95))
+    ax2.set_ylim(top=max(ax2.get_ylim()[1], 95))
     ax1.set_xlabel("dropped block (input → output)")
     ax1.set_ylabel("test error (%)")
     ax2.set_xlabel("number of random blocks dropped")
@@ -219,10 +329,13 @@ def lesion_errors(studies: dict[str, list[dict]], *, title: str | None = None, n
     return fig
 
 
-def layer_responses(responses: dict[str, list[dict[str, float]]], *, title: str | None = None, note: str = ""):
+def layer_responses(responses: dict[str, list[dict[str, float]]], *, title: str | None = None, note: str = "",
+                    log: bool = True):
     """Paper Fig. 7 from our runs: std of every 3x3 layer's response (after BN, before ReLU or
     addition) in network order (left) and sorted in descending order (right), mean ± std over the
-    runs given for each name (the ``responses`` analyses of stored runs, one dict per run)."""
+    runs given for each name (the ``responses`` analyses of stored runs, one dict per run).  The
+    std axis is logarithmic by default, so that a few large responses (plain-56's first layers at
+    the cpu budget reach 10) do not flatten every other line."""
     style()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.6, 3.4))
     for i, (name, runs) in enumerate(responses.items()):
@@ -236,12 +349,16 @@ def layer_responses(responses: dict[str, list[dict[str, float]]], *, title: str 
             ax.plot(x, mean, color=colour, ls=ls, lw=1.3, label=name)
             if len(runs) > 1:
                 sd = v.std(0, ddof=1)
-                ax.fill_between(x, mean - sd, mean + sd, color=colour, alpha=0.15, lw=0)
+                low = np.maximum(mean - sd, mean / 10) if log else mean - sd  # a log axis cannot show <= 0
+                ax.fill_between(x, low, mean + sd, color=colour, alpha=0.15, lw=0)
     ax1.set_xlabel("3×3 layer (input → output)")
     ax2.set_xlabel("3×3 layer, sorted by response std")
     for ax in (ax1, ax2):
-        ax.set_ylabel("std of layer response")
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel("std of layer response" + (" (log scale)" if log else ""))
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
     ax1.legend(fontsize=7)
     _footer(fig, note, title=title, bottom=0.04)
     return fig
