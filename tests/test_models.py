@@ -230,3 +230,48 @@ def test_norm_layer_identity_removes_every_batchnorm():
         cifar_resnet(20, norm_layer=nn.Identity, zero_init_residual=True)
     # option B/C projections take the norm layer too
     assert not any(isinstance(m, nn.BatchNorm2d) for m in cifar_resnet(20, shortcut="C", norm_layer=nn.Identity).modules())
+
+
+def _cifar_bottleneck_counts(n):
+    """Parameters and multiply-adds of the CIFAR bottleneck net (9n+2 layers), counted by hand:
+    stem 3x3 conv 3->16 + BN; per stage n blocks [1x1, p; 3x3, p; 1x1, 4p] with p = 16, 32, 64, the
+    stride on the 3x3 of the first block of stages 2 and 3, a 1x1 projection + BN where the shape
+    changes (option B); global pooling; fc 256->10."""
+    params, macs = 3 * 9 * 16 + 2 * 16, 3 * 9 * 16 * 32 * 32
+    c_in, size = 16, 32
+    for p, stride in ((16, 1), (32, 2), (64, 2)):
+        for i in range(n):
+            s = stride if i == 0 else 1
+            out = size // s
+            params += c_in * p + 9 * p * p + p * 4 * p + 2 * (p + p + 4 * p)
+            macs += c_in * p * size * size + 9 * p * p * out * out + p * 4 * p * out * out
+            if c_in != 4 * p or s != 1:  # projection shortcut
+                params += c_in * 4 * p + 2 * 4 * p
+                macs += c_in * 4 * p * out * out
+            c_in, size = 4 * p, out
+    return params + 256 * 10 + 10, macs + 256 * 10
+
+
+@pytest.mark.parametrize("depth", [11, 29, 83, 164])
+def test_cifar_bottleneck_parameters_and_multiply_adds_are_exact(depth):
+    model = build_model(f"bottleneck{depth}")
+    params, macs = _cifar_bottleneck_counts((depth - 2) // 9)
+    assert count_parameters(model) == params
+    assert count_macs(model, torch.zeros(1, 3, 32, 32)) == macs
+    assert model.shortcut_option == "B" and isinstance(model.layer1[0], Bottleneck)
+
+
+def test_cifar_bottleneck_nets_match_their_basic_block_counterparts():
+    # Identity Mappings, appendix and Table 4: ResNet-164 (bottleneck) has 1.7M parameters, "roughly
+    # the same number" as ResNet-110 (1.7M)
+    assert round(count_parameters(build_model("bottleneck164")) / 1e6, 1) == 1.7
+    assert round(count_parameters(build_model("resnet110")) / 1e6, 1) == 1.7
+    # the `bottleneck` experiment's pair: ResNet-56 and the 83-layer bottleneck net differ by < 2% in
+    # multiply-adds and parameters
+    x = torch.zeros(1, 3, 32, 32)
+    basic, bottle = build_model("resnet56"), build_model("bottleneck83")
+    assert abs(count_macs(bottle, x) / count_macs(basic, x) - 1) < 0.02
+    assert abs(count_parameters(bottle) / count_parameters(basic) - 1) < 0.02
+    assert bottle(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="9n\\+2"):
+        build_model("bottleneck57")

@@ -335,3 +335,16 @@ def test_zero_init_experiments_option_a_is_the_lesson_and_option_b_has_no_dead_c
     assert padded("zero-init-b") == {"resnet56-B": (False, 0), "resnet56-B-zero-init": (True, 0)}
     assert {c.shortcut for _, c in experiments.get("zero-init-b").configs()} == {"B"}
     assert experiments.get("zero-init-b").seeds == (0, 1, 2) and experiments.get("zero-init-b").budget == "cpu"
+
+
+def test_bottleneck_experiment_pairs_nets_of_equal_multiply_adds():
+    from resnet_book import analysis, experiments
+    from resnet_book.models import build_model
+
+    exp = experiments.get("bottleneck")
+    x = torch.zeros(1, 3, 32, 32)
+    macs = {label: analysis.count_macs(build_model(c.model), x) for label, c in exp.configs(seeds=(0,))}
+    assert set(macs) == {"resnet56", "bottleneck83"}
+    assert abs(macs["bottleneck83"] / macs["resnet56"] - 1) < 0.02
+    # ResNet-56 at seed 0 is the same configuration as in `reversal`, so reproduce reuses it
+    assert dict(exp.configs())["resnet56"] == dict(experiments.get("reversal").configs())["resnet56"]

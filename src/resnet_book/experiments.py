@@ -112,6 +112,9 @@ EXPERIMENTS: dict[str, Experiment] = {
                    "with projection shortcuts where the shape changes (option B: no channel is dead)",
                    (("resnet56-B", {"model": "resnet56", "shortcut": "B"}),
                     ("resnet56-B-zero-init", {"model": "resnet56", "shortcut": "B", "zero_init_residual": True}))),
+        Experiment("bottleneck", "basic blocks vs bottleneck blocks at equal multiply-adds: ResNet-56 (option A) vs the "
+                   "83-layer CIFAR bottleneck net (option B, as the follow-up's ResNet-164), 1.5% apart in multiply-adds",
+                   (("resnet56", {"model": "resnet56"}), ("bottleneck83", {"model": "bottleneck83"}))),
         Experiment("shortcuts", "shortcut options A/B/C on ResNet-32 (paper Table 3, CIFAR scale)",
                    tuple((f"resnet32-{o}", {"model": "resnet32", "shortcut": o}) for o in "ABC")),
     )

@@ -179,18 +179,20 @@ class Bottleneck(_Block):
         stride: int = 1,
         downsample: nn.Module | None = None,
         stride_in: str = "3x3",
+        norm_layer: NormLayer | None = None,
     ):
         super().__init__(inplanes, planes * self.expansion, stride)
         if stride_in not in ("1x1", "3x3"):
             raise ValueError(f"unknown stride_in {stride_in!r}; allowed: '1x1' (paper), '3x3' (torchvision v1.5)")
         self.stride_in = stride_in
+        norm_layer = norm_layer or nn.BatchNorm2d
         s1, s3 = (stride, 1) if stride_in == "1x1" else (1, stride)
         self.conv1 = conv1x1(inplanes, planes, s1)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm_layer(planes)
         self.conv2 = conv3x3(planes, planes, s3)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm_layer(planes)
         self.conv3 = conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = norm_layer(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 

@@ -4,6 +4,12 @@ The first layer is a 3x3 convolution with 16 filters; then three stages of ``n``
 layers) on 32x32, 16x16 and 8x8 feature maps with 16, 32 and 64 filters; then global average
 pooling and a 10-way fully-connected layer: ``6n + 2`` weighted layers in all.  Subsampling is by
 convolutions with stride 2 at the start of stages 2 and 3.
+
+``bottleneck=True`` builds the follow-up paper's CIFAR bottleneck networks (Identity Mappings,
+appendix: ResNet-164 replaces each ``[3x3, 16; 3x3, 16]`` unit of ResNet-110 with
+``[1x1, 16; 3x3, 16; 1x1, 64]``, "roughly the same number of parameters", and uses projection
+shortcuts where the dimensions increase): ``n`` bottleneck blocks per stage, inner widths 16, 32,
+64, outputs four times wider, ``9n + 2`` weighted layers.
 """
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ from torch import Tensor, nn
 from .blocks import (
     SHORTCUT_OPTIONS,
     BasicBlock,
+    Bottleneck,
     NormLayer,
     PlainBlock,
+    PlainBottleneck,
     PreActBlock,
     init_paper_,
     make_shortcut,
@@ -32,14 +40,19 @@ def check_num_classes(num_classes: object) -> int:
     return num_classes
 
 
-def cifar_blocks_per_stage(depth: object) -> int:
-    """``n`` for a depth ``6n + 2``; a ValueError naming the allowed depths otherwise."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+def cifar_blocks_per_stage(depth: object, *, bottleneck: bool = False) -> int:
+    """``n`` for a depth ``6n + 2`` (``9n + 2`` for bottleneck blocks); a ValueError naming the
+    allowed depths otherwise."""
+    per_stage = 9 if bottleneck else 6
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
+        if bottleneck:
+            raise ValueError(f"CIFAR bottleneck ResNet depth must be 9n+2 for an integer n >= 1 (11, 20, 29, ..., 83, "
+                             f"the follow-up paper's 164 and 1001); got {depth!r}")
         raise ValueError(
             f"CIFAR ResNet depth must be 6n+2 for an integer n >= 1 (8, 14, 20, 26, ...; the paper uses "
             f"{', '.join(map(str, PAPER_CIFAR_DEPTHS))}); got {depth!r}"
         )
-    return (depth - 2) // 6
+    return (depth - 2) // per_stage
 
 
 class CifarResNet(nn.Module):
@@ -50,21 +63,29 @@ class CifarResNet(nn.Module):
         depth: int,
         *,
         residual: bool = True,
-        shortcut: str = "A",
+        shortcut: str | None = None,
         preact: bool = False,
+        bottleneck: bool = False,
         num_classes: int = 10,
         zero_init_residual: bool = False,
         norm_layer: NormLayer | None = None,
     ) -> None:
         super().__init__()
-        n = cifar_blocks_per_stage(depth)
+        n = cifar_blocks_per_stage(depth, bottleneck=bottleneck)
         check_num_classes(num_classes)
+        shortcut = shortcut if shortcut is not None else ("B" if bottleneck else "A")
         if shortcut not in SHORTCUT_OPTIONS:
             raise ValueError(f"unknown shortcut option {shortcut!r}; allowed: {', '.join(SHORTCUT_OPTIONS)}")
         if preact and not residual:
             raise ValueError("preact=True needs residual=True: a pre-activation unit without its shortcut is a plain net")
+        if preact and bottleneck:
+            raise ValueError("preact=True with bottleneck=True is not built here; choose one of them")
         self.depth, self.residual, self.shortcut_option, self.preact = depth, residual, shortcut, preact
-        block = PreActBlock if preact else (BasicBlock if residual else PlainBlock)
+        self.bottleneck = bottleneck
+        if bottleneck:
+            block = Bottleneck if residual else PlainBottleneck
+        else:
+            block = PreActBlock if preact else (BasicBlock if residual else PlainBlock)
         self._norm_layer = norm_layer = norm_layer or nn.BatchNorm2d
 
         self.inplanes = CIFAR_WIDTHS[0]
@@ -78,7 +99,7 @@ class CifarResNet(nn.Module):
         # Pre-activation nets end with the BN + ReLU that the last unit left out.
         self.final_bn = norm_layer(CIFAR_WIDTHS[2]) if preact else nn.Identity()
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(CIFAR_WIDTHS[2] * block.expansion, num_classes)
+        self.fc = nn.Linear(self.inplanes, num_classes)
         init_paper_(self, zero_init_residual)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int) -> nn.Sequential:
@@ -107,8 +128,9 @@ def cifar_resnet(
     depth: int,
     *,
     residual: bool = True,
-    shortcut: str = "A",
+    shortcut: str | None = None,
     preact: bool = False,
+    bottleneck: bool = False,
     num_classes: int = 10,
     zero_init_residual: bool = False,
     norm_layer: NormLayer | None = None,
@@ -116,15 +138,18 @@ def cifar_resnet(
     """A CIFAR ResNet of ``depth = 6n + 2`` layers (paper Sec. 4.2).
 
     ``residual=False`` gives the plain net with the same layers; ``shortcut`` is option
-    ``"A"`` (the paper's CIFAR choice), ``"B"`` or ``"C"``; ``preact=True`` uses the
-    pre-activation unit of the Identity Mappings paper; ``norm_layer`` builds every normalisation
-    layer (default ``nn.BatchNorm2d``; ``nn.Identity`` for a network without normalisation).
+    ``"A"`` (the paper's CIFAR choice and the default), ``"B"`` or ``"C"``; ``preact=True`` uses the
+    pre-activation unit of the Identity Mappings paper; ``bottleneck=True`` uses bottleneck blocks
+    (``depth = 9n + 2``, option B by default, as in the Identity Mappings paper's ResNet-164);
+    ``norm_layer`` builds every normalisation layer (default ``nn.BatchNorm2d``; ``nn.Identity``
+    for a network without normalisation).
     """
     return CifarResNet(
         depth,
         residual=residual,
         shortcut=shortcut,
         preact=preact,
+        bottleneck=bottleneck,
         num_classes=num_classes,
         zero_init_residual=zero_init_residual,
         norm_layer=norm_layer,

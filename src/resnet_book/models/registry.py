@@ -7,6 +7,8 @@ name                   model
                        101, 152), otherwise the CIFAR ResNet of depth ``d = 6n+2``
 ``plain<d>``           the plain counterpart (ImageNet: 18, 34; CIFAR: 6n+2)
 ``preresnet<d>``       CIFAR ResNet with pre-activation units (Identity Mappings)
+``bottleneck<d>``      CIFAR ResNet of bottleneck blocks, ``d = 9n+2`` (Identity
+                       Mappings' ResNet-164 is ``bottleneck164``), option B
 ``cifar_resnet<d>``    CIFAR ResNet even where ``d`` is also a Table 1 depth (50, 152)
 ``cifar_plain<d>``     likewise for plain nets
 =====================  =========================================================
@@ -23,8 +25,8 @@ from torch import nn
 from .cifar import cifar_blocks_per_stage, cifar_resnet
 from .imagenet import IMAGENET_LAYOUTS, imagenet_resnet
 
-_NAME = re.compile(r"^(cifar_)?(resnet|plain|preresnet)(\d+)$")
-NAME_PATTERNS = ("resnet<d>", "plain<d>", "preresnet<d>", "cifar_resnet<d>", "cifar_plain<d>")
+_NAME = re.compile(r"^(cifar_)?(resnet|plain|preresnet|bottleneck)(\d+)$")
+NAME_PATTERNS = ("resnet<d>", "plain<d>", "preresnet<d>", "bottleneck<d>", "cifar_resnet<d>", "cifar_plain<d>")
 EXAMPLES = ("resnet20", "resnet56", "resnet110", "plain20", "plain56", "preresnet110", "resnet18", "resnet50", "plain34")
 
 
@@ -37,6 +39,7 @@ class ModelSpec:
     depth: int
     residual: bool
     preact: bool
+    bottleneck: bool = False  # CIFAR nets of bottleneck blocks (depth 9n+2)
 
     @property
     def num_classes(self) -> int:
@@ -52,8 +55,11 @@ def parse_model_name(name: object) -> ModelSpec:
             f"(for example {', '.join(EXAMPLES)})"
         )
     forced_cifar, kind, depth = bool(m.group(1)), m.group(2), int(m.group(3))
-    if kind == "preresnet" and forced_cifar:
-        raise ValueError(f"unknown model name {name!r}; use 'preresnet<d>' (always CIFAR)")
+    if kind in ("preresnet", "bottleneck") and forced_cifar:
+        raise ValueError(f"unknown model name {name!r}; use '{kind}<d>' (always CIFAR)")
+    if kind == "bottleneck":
+        cifar_blocks_per_stage(depth, bottleneck=True)  # 9n+2, else a ValueError naming the depths
+        return ModelSpec(name, "cifar", depth, True, False, True)
     imagenet = not forced_cifar and kind != "preresnet" and depth in IMAGENET_LAYOUTS
     if imagenet:
         if kind == "plain" and depth not in (18, 34):
@@ -74,4 +80,4 @@ def build_model(name: str, **kwargs) -> nn.Module:
     spec = parse_model_name(name)
     if spec.family == "imagenet":
         return imagenet_resnet(spec.depth, residual=spec.residual, **kwargs)
-    return cifar_resnet(spec.depth, residual=spec.residual, preact=spec.preact, **kwargs)
+    return cifar_resnet(spec.depth, residual=spec.residual, preact=spec.preact, bottleneck=spec.bottleneck, **kwargs)
