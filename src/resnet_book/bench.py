@@ -59,12 +59,22 @@ def _time_steps(step_fn, warmup: int, steps: int, device: torch.device) -> float
     return time.perf_counter() - t
 
 
+def check_bench_args(*, steps: int, warmup: int, batch_size: int, workers: int | None = None) -> None:
+    """Refuse counts that cannot give a throughput (one ``ValueError`` naming what is allowed)."""
+    for name, value, least in (("steps (--steps)", steps, 1), ("batch_size (--batch-size)", batch_size, 1),
+                               ("warmup (--warmup)", warmup, 0), ("workers (--workers)", 0 if workers is None else workers, 0)):
+        if not isinstance(value, int) or value < least:
+            allowed = "a positive integer" if least else "zero or a positive integer"
+            raise ValueError(f"bench: {name} must be {allowed}; got {value!r}")
+
+
 def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, steps: int = 30, warmup: int = 5,
               device: str | None = None, workers: int | None = None, seed: int = 0, compile: bool = False,
               precision: str = "auto") -> dict:
     """Images/s of our pipeline and of the baseline, and their ratio."""
     from torchvision import transforms
 
+    check_bench_args(steps=steps, warmup=warmup, batch_size=batch_size, workers=workers)
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"unknown precision {precision!r}; allowed: auto, fp32, bf16")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,7 +105,9 @@ def _cmd_train(a) -> int:
     if a.no_save:
         print(json.dumps(rec["final"]))
     else:
-        print(f"stored {results.save_run(rec, root=a.results)}")
+        from .experiments import store_run
+
+        print(f"stored {store_run(rec, root=a.results, checkpoint=ckpt, again='the same command with --resume')}")
     ckpt.unlink(missing_ok=True)
     return 0
 
@@ -148,10 +152,69 @@ def _cmd_list(a) -> int:
     return 0
 
 
+def check_device(spec: str) -> None:
+    """Refuse a ``--device`` this machine does not have, before any data is loaded."""
+    import torch
+
+    if spec in (None, "auto"):
+        return
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:N, mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("no CUDA device is available here; use --device cpu or run on a machine with an NVIDIA GPU")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {spec}: this machine has {n} CUDA device(s) (cuda:0 to cuda:{n - 1})")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("no MPS device (Apple GPU) is available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {spec!r} is not supported; allowed: auto, cpu, cuda, cuda:N, mps")
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Refuse a results folder that cannot be written, before training starts: the nearest existing
+    folder on the path must be a folder in which a file can be created (a probe, deleted at once)."""
+    target = Path(folder).expanduser()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == target else f"cannot be created: {existing} is a file"
+        raise results.ResultsError(f"results folder {target} {what}; pass --results a folder (it is created if missing)")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".resnet-book-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        where = "" if existing == target else f" (its nearest existing parent {existing})"
+        raise results.ResultsError(f"results folder {target}{where} is not writable ({err.strerror or err}); "
+                                   f"pass --results a folder you can write to") from None
+
+
+def _check_args(a) -> None:
+    """Bad values of the common options, refused with one line before anything slow happens."""
+    if getattr(a, "time_limit", None) is not None and not (a.time_limit > 0):  # also refuses NaN
+        raise ValueError(f"--time-limit must be a positive number of seconds; got {a.time_limit:g}")
+    if getattr(a, "parallel", None) is not None and a.parallel < 1:
+        raise ValueError(f"--parallel must be a positive number of worker processes; got {a.parallel}")
+    if a.command == "bench":
+        from .bench import check_bench_args
+
+        check_bench_args(steps=a.steps, warmup=a.warmup, batch_size=a.batch_size, workers=a.workers)
+    if hasattr(a, "device"):
+        check_device(a.device)
+    if a.command in ("train", "reproduce") and not getattr(a, "no_save", False):
+        check_writable(results.results_root(a.results))
+
+
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     handlers = {"train": _cmd_train, "reproduce": _cmd_reproduce, "bench": _cmd_bench, "list": _cmd_list}
     try:
+        _check_args(a)
         return handlers[a.command](a)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)

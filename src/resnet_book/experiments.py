@@ -217,6 +217,26 @@ def reproduce(
     return summary
 
 
+def store_run(record: dict, *, root=None, checkpoint: Path | None = None, again: str = "the same command",
+              overwrite: bool = False) -> Path:
+    """``results.save_run``; when the store fails after training, keep the run: the record is written
+    to the cache (``unstored/``) and the error says where it is, that the checkpoint is kept and how
+    to store the run."""
+    try:
+        return results.save_run(record, root=root, overwrite=overwrite)
+    except results.ResultsError as err:
+        target = results.record_path(record["experiment"], record["run_id"], root)
+        spare = cache_dir() / "unstored" / record["experiment"] / f"{record['run_id']}.json"
+        try:
+            results.atomic_write_text(spare, json.dumps({"schema": results.SCHEMA, **record}, indent=1) + "\n")
+            kept = f"the trained run's record was written to {spare}: copy it to {target}"
+        except results.ResultsError:
+            kept = "the record could not be kept either"
+        ckpt = (f"; the last checkpoint {checkpoint} is kept, and {again} with a writable --results "
+                f"continues from it and stores the run" if checkpoint is not None and Path(checkpoint).exists() else "")
+        raise results.ResultsError(f"{err}; {kept}{ckpt}") from None
+
+
 def _stored_elsewhere(name: str, config: TrainConfig, analyses, root) -> dict | None:
     """A complete record of ``config`` stored by another experiment (with ``analyses``), if any."""
     folder = results.results_root(root)
