@@ -201,9 +201,10 @@ def test_stage_costs_plot():
     b = {"stem": {"parameters": 2e6, "macs": 2e9, "activations": 6e6}, "layer1": {"parameters": 2e6, "macs": 1e9, "activations": 1e6}}
     fig = plots.stage_costs({"A": a, "B": b}, note="n")
     params, macs, written = fig.axes[:3]
-    assert [t.get_text() for t in params.get_xticklabels()] == ["stem", "conv2_x"]
+    assert [t.get_text() for t in written.get_xticklabels()] == ["stem", "conv2_x"]
     assert [p.get_height() for p in written.patches] == [3.0, 1.0, 6.0, 1.0]
-    assert [t.get_text() for t in macs.get_legend().get_texts()] == ["A: 3 in all", "B: 3 in all"]
+    assert macs.get_title(loc="left") == "in all: A 3, B 3" and params.get_title(loc="left") == "in all: A 3, B 4"
+    assert [t.get_text() for t in params.get_legend().get_texts()] == ["A", "B"]
     with pytest.raises(ValueError, match="different stages"):
         plots.stage_costs({"A": a, "C": {"stem": a["stem"]}})
 

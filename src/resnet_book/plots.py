@@ -78,14 +78,32 @@ def provenance_line(runs: Runs, labels: Sequence[str] | None = None) -> str:
     return "\n".join(parts)
 
 
-def _footer(fig, note: str = "", *, title: str | None = None, fontsize: float = 7, bottom: float = 0.03) -> None:
-    """The caption line every figure carries (data, budget, device) at the bottom left, the
-    figure's overall ``title`` if any, and a layout that leaves ``bottom`` (figure fraction) free."""
+CAPTION_FONTSIZE = 8.5  # the smallest caption that stays legible when a figure is shown at page width
+
+
+def _footer(fig, note: str = "", *, title: str | None = None, fontsize: float = CAPTION_FONTSIZE,
+            bottom: float = 0.03) -> None:
+    """The caption every figure carries (data, budget, device) at the bottom left, the figure's
+    overall ``title`` if any, and a layout that leaves room for the caption.
+
+    The caption is set in at least :data:`CAPTION_FONTSIZE` points and wrapped to the figure's
+    width; the room left below the axes is the larger of ``bottom`` (figure fraction) and what the
+    wrapped lines need."""
+    import textwrap
+
     if title:
         fig.suptitle(title)
-    if note:
-        fig.text(0.01, 0.005, note, fontsize=fontsize, color="#444444", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, bottom if note else 0, 1, 1))
+    if not note:
+        fig.tight_layout()
+        return
+    fontsize = max(fontsize, CAPTION_FONTSIZE)
+    width_in, height_in = fig.get_size_inches()
+    chars = max(40, int(0.98 * width_in * 72 / (0.5 * fontsize)))  # average glyph about half an em
+    lines = [w for line in note.splitlines() for w in (textwrap.wrap(line, chars) or [""])]
+    fig.text(0.01, 0.005, "\n".join(lines), fontsize=fontsize, color="#444444", ha="left", va="bottom",
+             linespacing=1.2)
+    needed = (len(lines) * 1.2 * fontsize + 4) / 72 / height_in
+    fig.tight_layout(rect=(0, max(bottom, needed), 1, 1))
 
 
 def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -391,17 +409,23 @@ def stage_costs(breakdowns: dict[str, dict[str, dict[str, int]]], *, title: str 
     if any(list(b) != stages for b in breakdowns.values()):
         raise ValueError("the breakdowns have different stages; compare models of one family")
     names = {"stem": "stem", "head": "head"} | {s: f"conv{int(s[5:]) + 1}_x" for s in stages if s.startswith("layer")}
-    fig, axes = plt.subplots(1, 3, figsize=(9.2, 3.3))
+    # one panel per quantity, stacked, so the figure is legible at page width; the models' totals
+    # go in each panel's title and one legend (in the first panel, whose left stages are small)
+    # names the models
+    fig, axes = plt.subplots(3, 1, figsize=(6.4, 7.4), sharex=True)
     width = 0.8 / len(breakdowns)
     x = np.arange(len(stages))
     for ax, (key, label, scale) in zip(axes, quantities):
+        totals = []
         for i, (model, b) in enumerate(breakdowns.items()):
             ax.bar(x + (i - (len(breakdowns) - 1) / 2) * width, [b[s][key] / scale for s in stages], width,
-                   color=OKABE_ITO[i % len(OKABE_ITO)], hatch="//" if i % 2 else None, edgecolor="white",
-                   label=f"{model}: {sum(v[key] for v in b.values()) / scale:.3g} in all")
-        ax.set_xticks(x, [names.get(s, s) for s in stages], rotation=45, ha="right", fontsize=8)
-        ax.set_ylabel(label)
-        ax.legend(fontsize=7, loc="best")
+                   color=OKABE_ITO[i % len(OKABE_ITO)], hatch="//" if i % 2 else None, edgecolor="white", label=model)
+            totals.append(f"{model} {sum(v[key] for v in b.values()) / scale:.3g}")
+        ax.set_ylabel(label.replace(" (", "\n("))
+        ax.set_title("in all: " + ", ".join(totals), fontsize=9, loc="left")
+        ax.margins(y=0.12)
+    axes[-1].set_xticks(x, [names.get(s, s) for s in stages])
+    axes[0].legend(loc="upper left", fontsize=9)
     _footer(fig, note, title=title, bottom=0.04)
     return fig
 
