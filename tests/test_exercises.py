@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from resnet_book import analysis, exercises
+from resnet_book.models import cifar_resnet
 from resnet_book.models.surgery import make_identity_
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_notebook_solutions_pass_their_checks(path):
 
 
 def test_wrong_answers_get_hints_not_solutions():
-    with pytest.raises(exercises.ExerciseError, match="off by"):
+    with pytest.raises(exercises.ExerciseError, match="too small: what each step of n adds is wrong"):
         exercises.check_cifar_parameter_count(lambda n: 1000 * n)
     with pytest.raises(exercises.ExerciseError, match="return an int"):
         exercises.check_cifar_parameter_count(lambda n: 1.5)
@@ -67,16 +68,60 @@ def test_wrong_answers_get_hints_not_solutions():
                 if isinstance(m, torch.nn.BatchNorm2d):
                     m.weight.zero_()
 
-    with pytest.raises(exercises.ExerciseError, match="should not be"):
+    with pytest.raises(exercises.ExerciseError, match="must stay as they are"):
         exercises.check_zero_init(zero_everything)
 
 
+def _plain_parameters(n):
+    return analysis.count_parameters(cifar_resnet(6 * n + 2, residual=False))
+
+
+def _bn(n):
+    model = cifar_resnet(6 * n + 2, residual=False)
+    return sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+
+
+def test_parameter_count_recognises_typical_mistakes():
+    with pytest.raises(exercises.ExerciseError, match="too large: did you count the BN parameters twice"):
+        exercises.check_cifar_parameter_count(lambda n: _plain_parameters(n) + _bn(n))
+    with pytest.raises(exercises.ExerciseError, match="too small: did you leave out the BN"):
+        exercises.check_cifar_parameter_count(lambda n: _plain_parameters(n) - _bn(n))
+    with pytest.raises(exercises.ExerciseError, match="but the classifier is right: look at its bias"):
+        exercises.check_cifar_parameter_count(lambda n: _plain_parameters(n) - 10)
+    # stage 2's first block counted as if it kept the width (32 -> 32 instead of 16 -> 32)
+    with pytest.raises(exercises.ExerciseError, match="too large: what each step of n adds is right.*first block of stage 2"):
+        exercises.check_cifar_parameter_count(lambda n: _plain_parameters(n) + 16 * 32 * 9)
+
+
+def test_identity_check_accepts_every_correct_answer():
+    """Issue 10 item 7: `running_var = 1` (BN's eps left in) is correct, and so is the exact
+    `1 - eps`; a BN left with a small shift is not."""
+    def identity(var, shift=0.0):
+        def fn(block):
+            with torch.no_grad():
+                for conv in (block.conv1, block.conv2):
+                    torch.nn.init.dirac_(conv.weight)
+                for bn in (block.bn1, block.bn2):
+                    bn.weight.fill_(1.0)
+                    bn.bias.fill_(shift)
+                    bn.running_mean.zero_()
+                    bn.running_var.fill_(var(bn.eps))
+        return fn
+
+    assert "Correct" in exercises.check_identity_block(identity(lambda eps: 1.0))
+    assert "Correct" in exercises.check_identity_block(identity(lambda eps: 1.0 - eps))
+    with pytest.raises(exercises.ExerciseError, match="BN still changes"):
+        exercises.check_identity_block(identity(lambda eps: 1.0, shift=1e-3))
+    with pytest.raises(exercises.ExerciseError, match="BN still changes"):
+        exercises.check_identity_block(identity(lambda eps: 1.1))
+
+
 def test_chapter_3_checks_give_hints():
-    with pytest.raises(exercises.ExerciseError, match="2\\*\\*2 = 4 paths"):
+    with pytest.raises(exercises.ExerciseError, match="add up to too small a total"):
         exercises.check_path_counts(lambda n: [1] * (n + 1))
     with pytest.raises(exercises.ExerciseError, match="return 3 counts"):
         exercises.check_path_counts(lambda n: [1, 1] if n == 2 else [1] * (n + 1) if n < 2 else [])
-    with pytest.raises(exercises.ExerciseError, match="but are wrong"):
+    with pytest.raises(exercises.ExerciseError, match="spread wrongly.*k=0 is too large"):
         exercises.check_path_counts(lambda n: [2 ** n] + [0] * n)  # the right total, all on one length
 
     def leaves_blocks_dropped(model, error):
@@ -104,26 +149,25 @@ def test_chapter_3_checks_give_hints():
 def test_chapter_4_checks_give_hints():
     right = {"basic": lambda p: 18 * p * p, "bottleneck": lambda p: 17 * p * p, "bottleneck+projection": lambda p: 33 * p * p}
     assert "Correct" in exercises.check_block_weights(lambda kind, p: right[kind](p))
-    with pytest.raises(exercises.ExerciseError, match="kind=.bottleneck., p=1: .*off by \\+3.*1x1 reduce"):
+    with pytest.raises(exercises.ExerciseError, match="kind=.bottleneck., p=1 your count is too large: count the three"):
         exercises.check_block_weights(lambda kind, p: 20 * p * p if kind == "bottleneck" else right[kind](p))
-    with pytest.raises(exercises.ExerciseError, match="projection.*plus a 1x1"):
+    with pytest.raises(exercises.ExerciseError, match="projection on the shortcut is a convolution too"):
         exercises.check_block_weights(lambda kind, p: 17 * p * p if kind != "basic" else 18 * p * p)
+    with pytest.raises(exercises.ExerciseError, match="square of the width"):
+        exercises.check_block_weights(lambda kind, p: right[kind](p) if p == 1 and kind == "basic" else 18 * p)
     with pytest.raises(exercises.ExerciseError, match="return an int"):
         exercises.check_block_weights(lambda kind, p: 18.0 * p * p)
 
-    def macs(conv, h, w, strided=True, padded=True):
-        (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-        sh, sw = (sh, sw) if strided else (1, 1)
-        ph, pw = (ph, pw) if padded else (0, 0)
-        return conv.out_channels * conv.in_channels * kh * kw * ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
-
+    macs = exercises._macs_variant
     assert "Correct" in exercises.check_conv_macs(macs)
-    with pytest.raises(exercises.ExerciseError, match="7, 7.* on 224x224: .*counted every input position"):
+    with pytest.raises(exercises.ExerciseError, match="7, 7.* on 224x224 your count is too large: you counted every input position"):
         exercises.check_conv_macs(lambda conv, h, w: conv.weight.numel() * h * w)
     with pytest.raises(exercises.ExerciseError, match="counted every input position"):
-        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, strided=False))
-    with pytest.raises(exercises.ExerciseError, match="one multiply-add per weight per output position"):
-        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, padded=False))
+        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, stride=False))
+    with pytest.raises(exercises.ExerciseError, match="padding adds output positions"):
+        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, padding=False))
+    with pytest.raises(exercises.ExerciseError, match="every input channel"):
+        exercises.check_conv_macs(lambda conv, h, w: macs(conv, h, w, in_channels=False))
 
 
 def test_chapter_5_checks_give_hints():
@@ -139,15 +183,17 @@ def test_chapter_5_checks_give_hints():
             lambda x, c, s: zero_pad(torch.nn.functional.avg_pool2d(x, s, ceil_mode=True) if s > 1 else x, c, 1))
     with pytest.raises(exercises.ExerciseError, match="must be exactly zero"):
         exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, s) + 0.1 * (torch.arange(c) >= x.shape[1]).view(1, -1, 1, 1))
-    with pytest.raises(exercises.ExerciseError, match="must have shape"):
+    with pytest.raises(exercises.ExerciseError, match="height and width are too large"):
         exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, 1))
 
     right = {"A": lambda n: 0, "B": lambda n: 2752, "C": lambda n: 5600 * n - 2560}
     assert "Correct" in exercises.check_shortcut_parameters(lambda n, o: right[o](n))
-    with pytest.raises(exercises.ExerciseError, match="option B: .*off by -192.*BN"):
+    with pytest.raises(exercises.ExerciseError, match="option B your count is too small: did you count the BN"):
         exercises.check_shortcut_parameters(lambda n, o: 2560 if o == "B" else right[o](n))  # BN forgotten
-    with pytest.raises(exercises.ExerciseError, match="option C.*n per stage"):
+    with pytest.raises(exercises.ExerciseError, match="option C your count is too small: what each step of n adds is wrong"):
         exercises.check_shortcut_parameters(lambda n, o: 2752 if o == "C" else right[o](n))
+    with pytest.raises(exercises.ExerciseError, match="option B.*only where the shape changes, not on every block"):
+        exercises.check_shortcut_parameters(lambda n, o: right["C"](n) if o == "B" else right[o](n))
 
 
 def test_chapter_6_checks_give_hints():
@@ -155,17 +201,147 @@ def test_chapter_6_checks_give_hints():
         return 0.01 if warming_up else 0.1 * 0.1 ** ((it >= 32_000) + (it >= second))
 
     assert "Correct" in exercises.check_paper_schedule(lr)
-    with pytest.raises(exercises.ExerciseError, match="iteration 32,000 .*drops AT"):
+    with pytest.raises(exercises.ExerciseError, match="iteration 32,000 .*too large: your rate drops one iteration too late"):
         exercises.check_paper_schedule(lambda it, w: 0.01 if w else 0.1 * 0.1 ** ((it > 32_000) + (it > 48_000)))
+    with pytest.raises(exercises.ExerciseError, match="iteration 31,999 .*too early"):
+        exercises.check_paper_schedule(lambda it, w: 0.01 if w else 0.1 * 0.1 ** ((it >= 31_999) + (it >= 47_999)))
     with pytest.raises(exercises.ExerciseError, match="warming up"):
         exercises.check_paper_schedule(lambda it, w: lr(it, False))
-    with pytest.raises(exercises.ExerciseError, match="0.1 until iteration 32k"):
-        exercises.check_paper_schedule(lambda it, w: lr(it, w, second=40_000))  # fails at 40,000
+    with pytest.raises(exercises.ExerciseError, match="iteration 40,000 .*too small: paper Sec. 4.2"):
+        exercises.check_paper_schedule(lambda it, w: lr(it, w, second=40_000))
     assert "Correct" in exercises.check_training_epochs(lambda b: b.iterations * b.batch_size / (b.train_size or 50_000))
-    with pytest.raises(exercises.ExerciseError, match="'paper' budget .*all 50,000"):
+    with pytest.raises(exercises.ExerciseError, match="'paper' budget .*too large: train_size None"):
         exercises.check_training_epochs(lambda b: b.iterations * b.batch_size / (b.train_size or 45_000))
-    with pytest.raises(exercises.ExerciseError, match="'smoke' budget.*batch_size images"):
+    with pytest.raises(exercises.ExerciseError, match="'smoke' budget.*too small: each iteration shows a whole batch"):
         exercises.check_training_epochs(lambda b: b.iterations / (b.train_size or 50_000))
+
+
+# --- no check gives the answer away (issue 10 item 9) ------------------------------------------
+
+def _forms(value):
+    """How an expected value could appear in a message: as int (with separators) or float."""
+    if isinstance(value, int) or float(value).is_integer():
+        i = int(value)
+        if abs(i) < 100:  # 0, 1, 10... occur in any message (n=10, k=1, 1x1)
+            return set()
+        return {str(i), f"{i:,}", f"{i:_}", f"{i:,}".replace(",", " "), f"{i:.3g}", f"{i:.4g}", f"{float(i):g}",
+                f"{i:.2e}", f"{i / 1e6:.2f} million", f"{i / 1e6:.1f} million"}
+    v = float(value)
+    return {repr(v), f"{v:g}", f"{v:.4g}", f"{v:.3g}", f"{v:.2g}", f"{v:.1e}", f"{v:.2e}", f"{v:.0e}", f"{v:%}"}
+
+
+def _int_mistakes(w):
+    return [0, w + 1, w - 1, w + 2, w - 10, w * 2, w // 2, -w]
+
+
+def _float_mistakes(w):
+    return [0, w * 1.01, w * 0.99, w * 10, w / 10, w + 1e-3, -w, 1.0]
+
+
+def _key(name, args):
+    if name == "check_conv_macs":
+        conv, h, w = args
+        return conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, h, w
+    return args
+
+
+def _truth(name):
+    """The right answer for any arguments, from the library (checks also probe e.g. width 2p)."""
+    from resnet_book.train import BUDGETS, TrainConfig, learning_rate
+
+    config = TrainConfig(model="resnet110", budget="paper")
+    fn = {
+        "check_cifar_parameter_count": _plain_parameters,
+        "check_block_weights": lambda kind, p: analysis.count_conv_weights(exercises._block_for(kind, p)),
+        "check_conv_macs": lambda conv, h, w: analysis.count_macs(conv, torch.zeros(1, conv.in_channels, h, w)),
+        "check_shortcut_parameters": lambda n, o: (analysis.count_parameters(cifar_resnet(6 * n + 2, shortcut=o))
+                                                   - analysis.count_parameters(cifar_resnet(6 * n + 2))),
+        "check_paper_schedule": lambda it, w: learning_rate(config, BUDGETS["paper"], it, w),
+        "check_training_epochs": lambda b: b.iterations * b.batch_size / (b.train_size or 50_000),
+    }[name]
+    memo = {}
+
+    def truth(*args):
+        key = _key(name, args)
+        if key not in memo:
+            memo[key] = fn(*args)
+        return memo[key]
+    return truth
+
+
+NUMERIC_CHECKS = {
+    "check_cifar_parameter_count": (exercises.cifar_parameter_cases, _int_mistakes),
+    "check_block_weights": (exercises.block_weight_cases, _int_mistakes),
+    "check_conv_macs": (exercises.conv_macs_cases, _int_mistakes),
+    "check_shortcut_parameters": (exercises.shortcut_parameter_cases, _int_mistakes),
+    "check_paper_schedule": (exercises.paper_schedule_cases, _float_mistakes),
+    "check_training_epochs": (exercises.training_epoch_cases, _float_mistakes),
+}
+
+
+def _wrong_answer_messages(name):
+    cases, mistakes = NUMERIC_CHECKS[name]
+    check, truth = getattr(exercises, name), _truth(name)
+    cases = cases()
+    expected = [want for _, want in cases]
+    n_mistakes = len(mistakes(expected[0]))
+    messages = []
+    for args, _ in cases:                          # wrong at one case, right elsewhere ...
+        wrong_key = _key(name, args)
+        for m in range(n_mistakes):
+            def answer(*a, _k=wrong_key, _m=m):
+                want = truth(*a)
+                return mistakes(want)[_m] if _key(name, a) == _k else want
+            try:
+                check(answer)
+            except exercises.ExerciseError as err:
+                messages.append(str(err))
+    for m in range(n_mistakes):                    # ... and wrong everywhere
+        try:
+            check(lambda *a, _m=m: mistakes(truth(*a))[_m])
+        except exercises.ExerciseError as err:
+            messages.append(str(err))
+    return expected, messages
+
+
+@pytest.mark.parametrize("name", list(NUMERIC_CHECKS))
+def test_no_numeric_check_gives_the_expected_value_away(name):
+    expected, messages = _wrong_answer_messages(name)
+    assert len(messages) >= len(expected), "the wrong answers must fail the check"
+    leaks = [(msg, form) for msg in messages for want in expected for form in _forms(want) if form in msg]
+    assert not leaks, f"{name} gives the answer away: {leaks[:3]}"
+    assert not [m for m in messages if re.search(r"off by|expected|should be \d", m)], messages[:3]
+
+
+def test_path_counts_and_lesion_give_no_values_away():
+    from resnet_book.analysis import path_length_counts
+
+    messages = []
+    for wrong in (lambda n: [0] * (n + 1), lambda n: [1] * (n + 1), lambda n: path_length_counts(n)[::-1][:-1] + [0],
+                  lambda n: [c + 1 for c in path_length_counts(n)], lambda n: [2 ** n] + [0] * n,
+                  lambda n: [c * 2 for c in path_length_counts(n)]):
+        with pytest.raises(exercises.ExerciseError) as err:
+            exercises.check_path_counts(lambda n, w=wrong: w(n) if n >= 2 else path_length_counts(n))
+        messages.append(str(err.value))
+    for msg in messages:
+        for n in (2, 3, 10, 54):
+            for c in [*path_length_counts(n), 2 ** n]:
+                assert not _forms(c) & {t for t in re.findall(r"[\d,_.e+-]+", msg)}, (msg, c)
+
+    def scaled(factor, offset):
+        def fn(model, error):
+            out = {}
+            for name in analysis.droppable(model):
+                with analysis.lesion(model, [name]):
+                    out[name] = error(model) * factor + offset
+            return out
+        return fn
+
+    for factor, offset in ((0, 0), (1.01, 1e-3)):
+        with pytest.raises(exercises.ExerciseError) as err:
+            exercises.check_lesion_errors(scaled(factor, offset))
+        without_block_names = re.sub(r"layer\d\.\d+", "", str(err.value))
+        assert not re.search(r"\d\.\d|\de-\d", without_block_names), str(err.value)
 
 
 def test_unimplemented_answers_say_so():

@@ -2,12 +2,20 @@
 
 Each ``check_*`` function takes the learner's answer, compares it with the library's own
 implementation, and either returns a short confirmation or raises :class:`ExerciseError` whose
-message says what is wrong and gives a hint -- never the solution.  An answer that is still the
-student template (``raise NotImplementedError``) gets a message that says so.
+message says *which property* of the answer is wrong (the type, the direction, the part of the
+network that is counted wrong, a typical mistake it recognises) -- never the expected value, a
+difference from it, or the formula.  An answer that is still the student template
+(``raise NotImplementedError``) gets a message that says so.
+
+The expected values of the numeric checks come from ``*_cases()`` functions (the library's own
+counts); the test suite feeds wrong answers built from them to every check and asserts that no
+message contains an expected value.
 """
 from __future__ import annotations
 
 import copy
+import functools
+import math
 
 import torch
 
@@ -28,29 +36,81 @@ def _call(fn, *args):
                             "answer and run the cell again.") from err
 
 
-def _expect_int(got, want: int, where: str, hint: str) -> None:
-    """One wrong-answer message for the counting exercises: the type first, then the difference."""
+def _require_int(got, where: str) -> None:
     if isinstance(got, bool) or not isinstance(got, int):
         raise ExerciseError(f"return an int; got {type(got).__name__} ({where})")
-    if got != want:
-        raise ExerciseError(f"{where}: you returned {got:,}, which is off by {got - want:+,}. Hint: {hint}")
+
+
+def _require_number(got, where: str) -> None:
+    if isinstance(got, bool) or not isinstance(got, (int, float)) or not math.isfinite(got):
+        raise ExerciseError(f"return a finite number; got {got!r} of type {type(got).__name__} ({where})")
+
+
+def _direction(got, want) -> str:
+    """Which side of the answer a wrong number lies on -- the only thing said about its size."""
+    if want > 0 and got <= 0:
+        return "it must be positive"
+    return "too large" if got > want else "too small"
+
+
+# --- chapter 1 ---------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def cifar_parameter_cases() -> list[tuple[tuple, int]]:
+    """``((n,), parameters of plain-(6n+2))`` for the depths the check tries."""
+    return [((n,), count_parameters(cifar_resnet(6 * n + 2, residual=False))) for n in (1, 3, 9, 18)]
+
+
+@functools.lru_cache(maxsize=None)
+def _bn_parameters(n: int) -> int:
+    model = cifar_resnet(6 * n + 2, residual=False)
+    return sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
 
 
 def check_cifar_parameter_count(fn) -> str:
     """``fn(n)`` must return the parameter count of the CIFAR plain net with ``6n + 2`` layers
     (convolutions without bias, BN with gamma and beta, a 64 -> 10 fully-connected layer)."""
-    for n in (1, 3, 9, 18):
-        want = count_parameters(cifar_resnet(6 * n + 2, residual=False))
-        _expect_int(_call(fn, n), want, f"for n={n} (depth {6 * n + 2})",
-                    "count per stage: the first block of stages 2 and 3 changes the width, the others do not. "
-                    "Each 3x3 convolution has in*out*9 weights and each BN 2*channels parameters; "
-                    "do not forget the first convolution, its BN, and the classifier's bias.")
+    cases = cifar_parameter_cases()
+    want_of = {n: want for (n,), want in cases}
+    for n, want in want_of.items():
+        got = _call(fn, n)
+        _require_int(got, f"for n={n}")
+        if got == want:
+            continue
+        bn = _bn_parameters(n)
+        msg = f"for n={n} (depth {6 * n + 2}) your count is {_direction(got, want)}"
+        if got == want + bn:
+            hint = ("did you count the BN parameters twice? Each BN layer has a scale and a shift per channel; its "
+                    "running mean and variance are buffers, not parameters.")
+        elif got == want - bn:
+            hint = "did you leave out the BN layers' scale and shift?"
+        elif got in (want - 10, want + 10):
+            hint = "everything but the classifier is right: look at its bias."
+        else:
+            other = 3 if n == 1 else 1
+            got_other = _call(fn, other)
+            _require_int(got_other, f"for n={other}")
+            if got - got_other == want - want_of[other]:
+                hint = ("what each step of n adds is right, so a part that does not repeat is counted wrong: the first "
+                        "convolution and its BN, the first block of stage 2 or 3 (they change the width), or the "
+                        "classifier.")
+            else:
+                hint = ("what each step of n adds is wrong: look at the blocks that repeat within a stage, how many "
+                        "layers each stage has, and how wide each stage is.")
+        raise ExerciseError(f"{msg}: {hint}")
     return "Correct: your formula matches the library for depths 8, 20, 56 and 110."
 
 
 def check_identity_block(fn) -> str:
     """``fn(block)`` must modify a shape-keeping :class:`PlainBlock` in place so that, in eval
-    mode, it returns its (non-negative) input unchanged."""
+    mode, it returns its (non-negative) input unchanged.
+
+    Tolerance: BN divides by ``sqrt(running_var + eps)``, so the natural answer ``running_var = 1``
+    scales each BN's output by ``1 / sqrt(1 + eps)``; over the block's two BNs the output is off by
+    a relative ``eps`` at most (3.8e-5 on this input).  Every exact answer (``running_var =
+    1 - eps``, or a scale ``sqrt(1 + eps)``) and every such answer pass; a wrong answer is off by
+    order one.
+    """
     torch.manual_seed(0)
     block = PlainBlock(16, 16)
     with torch.no_grad():
@@ -62,17 +122,23 @@ def check_identity_block(fn) -> str:
     x = torch.relu(torch.randn(4, 16, 8, 8))
     with torch.no_grad():
         y = block(x)
+    if y.shape != x.shape:
+        raise ExerciseError("the block no longer returns a tensor shaped like its input: change its layers' values, "
+                            "not the layers themselves.")
+    eps = max(block.bn1.eps, block.bn2.eps)
     err = (y - x).abs().max().item()
-    if err > 1e-5:
-        reference = make_identity_(copy.deepcopy(block))
-        for name in ("conv1", "conv2"):
-            if not torch.equal(getattr(block, name).weight, getattr(reference, name).weight):
-                raise ExerciseError(f"{name} is not an identity convolution yet (max output error {err:.3g}). "
-                                    "Hint: torch.nn.init.dirac_ makes a kernel that copies channel i to channel i.")
-        raise ExerciseError(f"the convolutions are right, but BN still changes the signal (max error {err:.3g}). "
-                            "Hint: in eval mode BN computes gamma * (x - running_mean) / sqrt(running_var + eps) + beta.")
-    return f"Correct: the block returns its input (max difference {err:.1e})."
+    if torch.allclose(y, x, rtol=2 * eps, atol=1e-6):
+        return f"Correct: the block returns its input (max difference {err:.1e})."
+    reference = make_identity_(copy.deepcopy(block))
+    for name in ("conv1", "conv2"):
+        if not torch.equal(getattr(block, name).weight, getattr(reference, name).weight):
+            raise ExerciseError(f"{name} is not an identity convolution yet (max output error {err:.3g}). "
+                                "Hint: torch.nn.init.dirac_ makes a kernel that copies channel i to channel i.")
+    raise ExerciseError(f"the convolutions are right, but BN still changes the signal (max error {err:.3g}). "
+                        "Hint: write down what BN computes in eval mode, and which of its four tensors you can set.")
 
+
+# --- chapter 2 ---------------------------------------------------------------------------------
 
 def check_residual_forward(fn) -> str:
     """``fn(block, x)`` must compute a residual block's output ``relu(F(x) + x)`` from
@@ -109,18 +175,25 @@ def check_zero_init(fn) -> str:
     _call(fn, model)
     after = model.state_dict()
     changed = sorted(k for k in before if not torch.equal(before[k], after[k]))
-    want = sorted(f"{name}.bn2.weight" for name, _ in blocks(model))
+    want = sorted(f"{name}.{_last_bn_name(block)}.weight" for name, block in blocks(model))
     if changed == want and all(torch.count_nonzero(after[k]) == 0 for k in want):
         return "Correct: every residual branch starts at zero, so every block starts as the identity."
     extra = [k for k in changed if k not in want]
-    missing = [k for k in want if k not in changed or torch.count_nonzero(after[k]) != 0]
+    missing = [k.rsplit(".", 2)[0] for k in want if k not in changed or torch.count_nonzero(after[k]) != 0]
     msg = []
-    if missing:
-        msg.append(f"not zeroed: {missing[:3]}{'...' if len(missing) > 3 else ''} (the BN that ends each branch is bn2)")
     if extra:
-        msg.append(f"changed but should not be: {extra[:3]}{'...' if len(extra) > 3 else ''}")
+        msg.append(f"you changed {len(extra)} tensor(s) that must stay as they are, e.g. {extra[0]}")
+    if missing:
+        msg.append(f"in {len(missing)} of {len(want)} blocks (e.g. {missing[0]}) the residual branch does not start at "
+                   "zero yet: which layer ends the branch, and which of its tensors scales the output?")
     raise ExerciseError("; ".join(msg))
 
+
+def _last_bn_name(block) -> str:
+    return next(name for name, m in block.named_children() if m is block.last_bn)
+
+
+# --- chapter 3 ---------------------------------------------------------------------------------
 
 def check_path_counts(fn) -> str:
     """``fn(n)`` must return ``[c_0, ..., c_n]``: how many of the ``2**n`` paths through ``n``
@@ -130,18 +203,19 @@ def check_path_counts(fn) -> str:
     for n in (0, 1, 2, 3, 10, 54):
         want = path_length_counts(n)
         got = _call(fn, n)
-        if not isinstance(got, (list, tuple)) or not all(isinstance(v, int) for v in got):
+        if not isinstance(got, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in got):
             raise ExerciseError(f"return a list of ints; got {type(got).__name__} for n={n}")
         got = list(got)
         if len(got) != n + 1:
             raise ExerciseError(f"for n={n} return {n + 1} counts (k = 0..{n}); got {len(got)}")
-        if sum(got) != 2 ** n:
-            raise ExerciseError(f"for n={n} your counts add up to {sum(got):,}, but there are 2**{n} = {2 ** n:,} "
-                                "paths: each block is either passed through its branch or skipped.")
+        if sum(got) != sum(want):
+            raise ExerciseError(f"for n={n} your counts add up to {_direction(sum(got), sum(want))} a total: every path "
+                                "either passes through a block's branch or skips it, for each of the n blocks.")
         if got != want:
-            raise ExerciseError(f"for n={n} the counts add up to 2**n but are wrong (e.g. k=1: {got[min(1, n)]}). "
-                                "Hint: a new block turns every path of length k into one of length k (skip) and "
-                                "one of length k+1 (branch).")
+            k = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+            raise ExerciseError(f"for n={n} the total is right but the counts are spread wrongly over the lengths "
+                                f"(k={k} is {_direction(got[k], want[k])}). Hint: what does one more block do to a "
+                                "path of length k?")
     return "Correct: the counts are the binomial coefficients C(n, k); for 54 blocks most paths use about 27."
 
 
@@ -172,14 +246,17 @@ def check_lesion_errors(fn) -> str:
         raise ExerciseError(f"return a dict {{block name: error}}; got {type(got).__name__}")
     if set(got) != set(want):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
-        raise ExerciseError(f"wrong block names (missing {missing[:3]}, unexpected {extra[:3]}). "
+        raise ExerciseError(f"wrong block names ({len(missing)} missing, unexpected {extra[:3]}). "
                             "Hint: analysis.droppable(model) lists the blocks that can be dropped.")
-    wrong = [n for n in want if not abs(got[n] - want[n]) <= 1e-9 + 1e-6 * abs(want[n])]
+    wrong = [n for n in want if not (isinstance(got[n], (int, float)) and abs(got[n] - want[n]) <= 1e-9 + 1e-6 * abs(want[n]))]
     if wrong:
-        raise ExerciseError(f"the error for {wrong[0]} is {got[wrong[0]]:.4g}, expected {want[wrong[0]]:.4g}: "
-                            "drop one block at a time, and measure inside the `with`.")
+        raise ExerciseError(f"the error you report for {wrong[0]} is not the error with that block alone dropped "
+                            f"({len(wrong)} of {len(want)} blocks are wrong): drop one block at a time, and measure "
+                            "inside the `with`.")
     return f"Correct: {len(want)} blocks, each dropped alone."
 
+
+# --- chapter 4 ---------------------------------------------------------------------------------
 
 BLOCK_KINDS = ("basic", "bottleneck", "bottleneck+projection")
 
@@ -196,45 +273,90 @@ def _block_for(kind: str, p: int) -> torch.nn.Module:
     return Bottleneck(4 * p, p, downsample=projection(4 * p, 4 * p))
 
 
+@functools.lru_cache(maxsize=None)
+def block_weight_cases() -> list[tuple[tuple, int]]:
+    """``((kind, p), convolution weights)`` for the blocks the check tries."""
+    return [((kind, p), count_conv_weights(_block_for(kind, p))) for p in (1, 16, 64) for kind in BLOCK_KINDS]
+
+
 def check_block_weights(fn) -> str:
     """``fn(kind, p)`` must return the number of convolution weights of one block of paper Fig. 5
     at width ``p``: ``"basic"`` (two 3x3 on p channels), ``"bottleneck"`` (1x1 from 4p to p, 3x3,
     1x1 back to 4p) or ``"bottleneck+projection"`` (the same with a 1x1 projection shortcut)."""
-    for p in (1, 16, 64):
-        for kind in BLOCK_KINDS:
-            want = count_conv_weights(_block_for(kind, p))
+    for (kind, p), want in block_weight_cases():
+        got = _call(fn, kind, p)
+        _require_int(got, f"kind={kind!r}, p={p}")
+        if got == want:
+            continue
+        msg = f"for kind={kind!r}, p={p} your count is {_direction(got, want)}"
+        doubled = _call(fn, kind, 2 * p)
+        if isinstance(doubled, int) and doubled != 4 * got:
+            hint = ("every layer's weights grow with the square of the width (twice p, four times the weights); "
+                    "yours do not: is a channel count missing from one of the layers?")
+        elif kind == "bottleneck+projection" and got == _call(fn, "bottleneck", p):
+            hint = "the projection on the shortcut is a convolution too: count its weights."
+        else:
             hint = {
-                "basic": "two 3x3 convolutions from p to p channels: each has p * p * 3 * 3 weights.",
-                "bottleneck": "the block's input and output have 4p channels; count the 1x1 reduce (4p -> p), "
-                              "the 3x3 (p -> p) and the 1x1 restore (p -> 4p).",
-                "bottleneck+projection": "the bottleneck's weights plus a 1x1 convolution on the shortcut, "
-                                         "from 4p to 4p channels.",
+                "basic": "count both 3x3 convolutions; each maps p channels to p channels.",
+                "bottleneck": "count the three convolutions one by one: their kernel sizes and the channels that go "
+                              "into and out of each (the block's input and output have 4p channels).",
+                "bottleneck+projection": "the bottleneck's layers plus the 1x1 projection, which maps the block's "
+                                         "input channels to its output channels.",
             }[kind]
-            _expect_int(_call(fn, kind, p), want, f"for kind={kind!r}, p={p}", hint)
+        raise ExerciseError(f"{msg}: {hint}")
     return ("Correct: 18p² for the basic block, 17p² for the bottleneck on four times the width, and 33p² once "
             "its shortcut is a projection.")
+
+
+_CONV_CASES = [(3, 64, 7, 2, 3, 224, 224), (64, 64, 3, 1, 1, 56, 56), (256, 64, 1, 1, 0, 56, 56),
+               (256, 128, 1, 2, 0, 56, 56), (128, 128, 3, 2, 1, 56, 56), (16, 32, 3, 2, 1, 32, 32), (5, 7, 3, 1, 0, 9, 11)]
+
+
+@functools.lru_cache(maxsize=None)
+def conv_macs_cases() -> list[tuple[tuple, int]]:
+    """``((conv, height, width), multiply-adds)`` from ``torch.utils.flop_counter``."""
+    from .analysis import count_macs
+
+    out = []
+    for c_in, c_out, k, stride, pad, h, w in _CONV_CASES:
+        conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False)
+        out.append(((conv, h, w), count_macs(conv, torch.zeros(1, c_in, h, w))))
+    return out
+
+
+def _macs_variant(conv, h, w, *, stride=True, padding=True, in_channels=True) -> int:
+    """Multiply-adds with one ingredient left out: the mistakes the check recognises."""
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    sh, sw = (sh, sw) if stride else (1, 1)
+    ph, pw = (ph, pw) if padding else (0, 0)
+    positions = ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
+    return conv.out_channels * (conv.in_channels if in_channels else 1) * kh * kw * positions
 
 
 def check_conv_macs(fn) -> str:
     """``fn(conv, height, width)`` must return the multiply-adds of ``conv`` (an ``nn.Conv2d``
     without groups) applied to one image of ``height`` x ``width`` pixels."""
-    from .analysis import count_macs
-
-    cases = [(3, 64, 7, 2, 3, 224, 224), (64, 64, 3, 1, 1, 56, 56), (256, 64, 1, 1, 0, 56, 56),
-             (256, 128, 1, 2, 0, 56, 56), (128, 128, 3, 2, 1, 56, 56), (16, 32, 3, 2, 1, 32, 32), (5, 7, 3, 1, 0, 9, 11)]
-    for c_in, c_out, k, stride, pad, h, w in cases:
-        conv = torch.nn.Conv2d(c_in, c_out, k, stride=stride, padding=pad, bias=False)
-        want = count_macs(conv, torch.zeros(1, c_in, h, w))
+    for (conv, h, w), want in conv_macs_cases():
         got = _call(fn, conv, h, w)
-        if stride > 1 and got == want * stride * stride:
+        _require_int(got, f"for {conv} on {h}x{w}")
+        if got == want:
+            continue
+        strided, padded = conv.stride != (1, 1), conv.padding != (0, 0)
+        if strided and got in (_macs_variant(conv, h, w, stride=False), conv.weight.numel() * h * w):
             hint = "you counted every input position: with a stride, the output is smaller than the input."
+        elif padded and got == _macs_variant(conv, h, w, padding=False):
+            hint = "the padding adds output positions: count the output's size with the padding."
+        elif got == _macs_variant(conv, h, w, in_channels=False):
+            hint = "each output value is a sum over every input channel, not one."
+        elif got == conv.weight.numel():
+            hint = "that is the number of weights; each weight is used once per output position."
         else:
-            hint = ("one multiply-add per weight per output position: out_channels * in_channels * kernel "
-                    "height * kernel width * output height * output width, with output size "
-                    "(size + 2*padding - kernel) // stride + 1.")
-        _expect_int(got, want, f"for {conv} on {h}x{w}", hint)
+            hint = "find the output's height and width first, then the multiply-adds of one output value."
+        raise ExerciseError(f"for {conv} on {h}x{w} your count is {_direction(got, want)}: {hint}")
     return "Correct: your count agrees with torch.utils.flop_counter on all seven layers, strided ones included."
 
+
+# --- chapter 5 ---------------------------------------------------------------------------------
 
 def check_zero_pad_shortcut(fn) -> str:
     """``fn(x, out_channels, stride)`` must compute option A's shortcut: ``x`` subsampled by taking
@@ -246,11 +368,17 @@ def check_zero_pad_shortcut(fn) -> str:
         x = torch.randn(2, c_in, size, size)
         want = ShortcutA(c_in, c_out, stride)(x)
         got = _call(fn, x.clone(), c_out, stride)
+        case = f"for input {tuple(x.shape)}, out_channels={c_out}, stride={stride}"
         if not isinstance(got, torch.Tensor):
             raise ExerciseError(f"return a tensor; got {type(got).__name__}")
-        if got.shape != want.shape:
-            raise ExerciseError(f"for input {tuple(x.shape)}, out_channels={c_out}, stride={stride} the shortcut must "
-                                f"have shape {tuple(want.shape)}; yours has {tuple(got.shape)}.")
+        if got.dim() != 4 or got.shape[0] != x.shape[0]:
+            raise ExerciseError(f"{case}: return a batch shaped N x C x H x W with the input's N; yours has shape "
+                                f"{tuple(got.shape)}.")
+        if got.shape[1] != want.shape[1]:
+            raise ExerciseError(f"{case}: your result has {got.shape[1]} channels; it must have out_channels.")
+        if got.shape[2:] != want.shape[2:]:
+            raise ExerciseError(f"{case}: your result's height and width are {_direction(got.shape[2], want.shape[2])}"
+                                ": keep every stride-th pixel, starting with the first.")
         if torch.equal(got, want):
             continue
         if torch.allclose(got[:, :c_in], want[:, :c_in]):
@@ -258,71 +386,133 @@ def check_zero_pad_shortcut(fn) -> str:
         elif torch.allclose(got[:, c_out - c_in:], want[:, :c_in]):
             hint = "the zeros go after the input's channels, not before (channel i of the input stays channel i)."
         elif stride > 1 and torch.allclose(got[:, :c_in], torch.nn.functional.avg_pool2d(x, stride, ceil_mode=True)):
-            hint = "the paper subsamples (takes every stride-th pixel, x[:, :, ::s, ::s]); it does not average."
+            hint = "the paper subsamples (keeps single pixels); it does not average."
         else:
-            hint = "take x[:, :, ::stride, ::stride], then append out_channels - in_channels zero channels."
-        raise ExerciseError(f"for input {tuple(x.shape)}, out_channels={c_out}, stride={stride} the values are wrong: {hint}")
+            hint = ("compare your result with the input: which channels should be copies of it, which should be zero, "
+                    "and which pixels are kept?")
+        raise ExerciseError(f"{case} the values are wrong: {hint}")
     return "Correct: identical to the library's ShortcutA, for strided and unstrided blocks."
+
+
+@functools.lru_cache(maxsize=None)
+def _projection_parts(n: int, option: str) -> tuple[int, int, int]:
+    """(convolution weights, BN parameters, output channels) of option ``option``'s projections."""
+    model = cifar_resnet(6 * n + 2, shortcut=option)
+    conv = bn = channels = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Sequential) and len(m) == 2 and isinstance(m[0], torch.nn.Conv2d):
+            conv += m[0].weight.numel()
+            bn += sum(p.numel() for p in m[1].parameters())
+            channels += m[0].out_channels
+    return conv, bn, channels
+
+
+@functools.lru_cache(maxsize=None)
+def shortcut_parameter_cases() -> list[tuple[tuple, int]]:
+    """``((n, option), parameters that option adds to the CIFAR ResNet of depth 6n+2 over A)``."""
+    out = []
+    for n in (1, 3, 5, 9):
+        base = count_parameters(cifar_resnet(6 * n + 2, shortcut="A"))
+        out += [((n, o), count_parameters(cifar_resnet(6 * n + 2, shortcut=o)) - base) for o in ("A", "B", "C")]
+    return out
 
 
 def check_shortcut_parameters(fn) -> str:
     """``fn(n, option)`` must return how many parameters options ``"B"`` and ``"C"`` add to the
     CIFAR ResNet of depth ``6n + 2`` compared with option A (1x1 convolution without bias plus BN
     with gamma and beta for each projection)."""
-    from .analysis import count_parameters
-
-    for n in (1, 3, 5, 9):
-        base = count_parameters(cifar_resnet(6 * n + 2, shortcut="A"))
-        for option in ("A", "B", "C"):
-            want = count_parameters(cifar_resnet(6 * n + 2, shortcut=option)) - base
-            hint = {
-                "A": "option A is the reference: it adds nothing.",
-                "B": "B projects only where the shape changes: once into stage 2 (16 -> 32) and once into "
-                     "stage 3 (32 -> 64); each projection is a 1x1 convolution plus a BN (2 parameters per channel).",
-                "C": "C puts a projection on every block: n per stage; in each stage the first one may change the "
-                     "width, the others map the stage's width to itself.",
-            }[option]
-            _expect_int(_call(fn, n, option), want, f"for n={n} (depth {6 * n + 2}), option {option}", hint)
+    cases = shortcut_parameter_cases()
+    want_of = dict(cases)
+    for (n, option), want in cases:
+        got = _call(fn, n, option)
+        _require_int(got, f"n={n}, option {option}")
+        if got == want:
+            continue
+        msg = f"for n={n} (depth {6 * n + 2}), option {option} your count is {_direction(got, want)}"
+        if option == "A":
+            raise ExerciseError(f"{msg}: option A is the network you compare with.")
+        conv, bn, channels = _projection_parts(n, option)
+        other = 3 if n == 1 else 1
+        if got == conv:
+            hint = "did you count the BN after each projection (a scale and a shift per channel)?"
+        elif got == conv + 2 * bn:
+            hint = "BN's running mean and variance are buffers, not parameters."
+        elif got == want + channels:
+            hint = "the projections' convolutions have no bias."
+        elif option == "B" and got == want_of[(n, "C")]:
+            hint = "B projects only where the shape changes, not on every block."
+        elif option == "B":
+            hint = ("B projects only where the shape changes; count its projections, and for each one the "
+                    "channels going in and out.")
+        elif got - _call(fn, other, option) == want - want_of[(other, option)]:
+            hint = ("what each step of n adds is right, so the projections that do not repeat are counted wrong: "
+                    "those of the first block of each stage, where the width may change.")
+        else:
+            hint = ("what each step of n adds is wrong: in C every block of a stage has a projection, including "
+                    "those that keep the width.")
+        raise ExerciseError(f"{msg}: {hint}")
     return "Correct: B adds 2,752 parameters at every depth; C adds 5,600n - 2,560."
+
+
+# --- chapter 6 ---------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def paper_schedule_cases() -> list[tuple[tuple, float]]:
+    """``((iteration, warming_up), learning rate)`` of the paper's ResNet-110 recipe."""
+    from .train import BUDGETS, TrainConfig, learning_rate
+
+    config, budget = TrainConfig(model="resnet110", budget="paper"), BUDGETS["paper"]
+    steps = [(s, False) for s in (0, 1, 400, 31_999, 32_000, 40_000, 47_999, 48_000, 63_999)] + [(0, True), (350, True)]
+    return [((s, w), learning_rate(config, budget, s, w)) for s, w in steps]
 
 
 def check_paper_schedule(fn) -> str:
     """``fn(iteration, warming_up)`` must return the learning rate of the paper's CIFAR-10 recipe
-    for ResNet-110 (Sec. 4.2): 0.1, divided by 10 at 32k and 48k iterations; 0.01 while warming up."""
-    from .train import BUDGETS, TrainConfig, learning_rate
-
-    config, budget = TrainConfig(model="resnet110", budget="paper"), BUDGETS["paper"]
-    cases = [(s, False) for s in (0, 1, 400, 31_999, 32_000, 40_000, 47_999, 48_000, 63_999)] + [(0, True), (350, True)]
-    for step, warming_up in cases:
-        want = learning_rate(config, budget, step, warming_up)
+    for ResNet-110 (Sec. 4.2), with its warm-up."""
+    cases = paper_schedule_cases()
+    want_of = dict(cases)
+    for (step, warming_up), want in cases:
         got = _call(fn, step, warming_up)
-        if not isinstance(got, (int, float)):
-            raise ExerciseError(f"return a number; got {type(got).__name__}")
-        if abs(got - want) > 1e-12:
-            if warming_up:
-                hint = "while warming up (until the training error falls below 80%) the rate is 0.01, whatever the iteration."
-            elif step in (31_999, 32_000, 47_999, 48_000):
-                hint = "the rate drops AT iterations 32,000 and 48,000: iteration 31,999 still uses the old rate."
-            else:
-                hint = "0.1 until iteration 32k, 0.01 until 48k, 0.001 until the end at 64k."
-            raise ExerciseError(f"at iteration {step:,} (warming_up={warming_up}) you returned {got}, expected {want:g}. "
-                                f"Hint: {hint}")
+        _require_number(got, f"iteration {step:,}, warming_up={warming_up}")
+        if abs(got - want) <= 1e-12:
+            continue
+        msg = f"at iteration {step:,} (warming_up={warming_up}) your rate is {_direction(got, want)}"
+        if warming_up:
+            hint = ("while warming up the rate does not depend on the iteration: paper Sec. 4.2 says what ResNet-110 "
+                    "uses until the training error is below 80%.")
+        elif step in (31_999, 47_999) and abs(got - want_of[(step + 1, False)]) <= 1e-12:
+            hint = f"your rate drops one iteration too early: iterations count from 0, and {step:,} is the last one before the drop."
+        elif step in (32_000, 48_000) and abs(got - want_of[(step - 1, False)]) <= 1e-12:
+            hint = f"your rate drops one iteration too late: {step:,} is the first iteration after the drop."
+        else:
+            hint = "paper Sec. 4.2 gives the starting rate, when it is divided, and by how much."
+        raise ExerciseError(f"{msg}: {hint}")
     return "Correct: your schedule matches the library's for every iteration tested, warm-up included."
 
 
-def check_training_epochs(fn) -> str:
-    """``fn(budget)`` must return how many passes over its training images a budget makes:
-    iterations x batch size / training images (all 50,000 when ``budget.train_size`` is None)."""
+@functools.lru_cache(maxsize=None)
+def training_epoch_cases() -> list[tuple[tuple, float]]:
+    """``((budget,), passes over the training images)`` for every budget."""
     from .train import BUDGETS
 
-    for budget in BUDGETS.values():
-        want = budget.iterations * budget.batch_size / (budget.train_size or 50_000)
+    return [((b,), b.iterations * b.batch_size / (b.train_size or 50_000)) for b in BUDGETS.values()]
+
+
+def check_training_epochs(fn) -> str:
+    """``fn(budget)`` must return how many passes over its training images a budget makes."""
+    for (budget,), want in training_epoch_cases():
         got = _call(fn, budget)
-        if not isinstance(got, (int, float)):
-            raise ExerciseError(f"return a number; got {type(got).__name__}")
-        if abs(got - want) > 1e-9 * want:
-            hint = ("train_size is None for the paper's budget: it trains on all 50,000 images."
-                    if budget.train_size is None else
-                    "every iteration shows batch_size images; divide the images shown by the training set's size.")
-            raise ExerciseError(f"for the {budget.name!r} budget you returned {got:g}, expected {want:g}. Hint: {hint}")
+        _require_number(got, f"the {budget.name!r} budget")
+        if abs(got - want) <= 1e-9 * want:
+            continue
+        images = budget.train_size or 50_000
+        if abs(got * budget.batch_size - want) <= 1e-9 * want:
+            hint = "each iteration shows a whole batch of images, not one."
+        elif budget.train_size is None:
+            hint = "train_size None means the paper's budget trains on every training image of CIFAR-10."
+        elif abs(got * images / budget.batch_size - want) <= 1e-9 * want:
+            hint = "count images shown, not iterations, and divide by the images available."
+        else:
+            hint = "how many images does the budget show in all, and how many different images does it have?"
+        raise ExerciseError(f"for the {budget.name!r} budget your number is {_direction(got, want)}: {hint}")
     return "Correct: smoke 2.4, cpu 7.68 and paper 163.84 epochs; the cpu budget sees 0.47% of the paper's images."
