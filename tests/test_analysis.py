@@ -210,18 +210,15 @@ def test_stage_costs_plot():
 
 
 def _sgd_steps(model, steps, dead):
-    """The paper's optimiser (SGD, momentum 0.9, weight decay 1e-4) on random data; returns, per
-    block named in ``dead``, the largest loss gradient seen on those channels' last-conv filters."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    g = torch.Generator().manual_seed(0)
+    """The paper's optimiser on random data; the largest loss gradient seen, per block named in
+    ``dead``, on those channels' last-conv filters."""
     worst = dict.fromkeys(dead, 0.0)
-    for _ in range(steps):
-        x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 10, (8,), generator=g)
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+
+    def watch(m):
         for name, chans in dead.items():
-            worst[name] = max(worst[name], model.get_submodule(name).conv2.weight.grad[chans].abs().max().item())
-        opt.step()
+            worst[name] = max(worst[name], m.get_submodule(name).conv2.weight.grad[chans].abs().max().item())
+
+    analysis.sgd_on_random_data(model, steps, after_backward=watch)
     return worst
 
 
@@ -264,3 +261,12 @@ def test_dead_channels_right_after_zero_init_and_never_in_plain_or_standard_nets
     assert analysis.dead_channels(cifar_resnet(20, preact=True, zero_init_residual=True)) == {}
     fresh = analysis.dead_channels(cifar_resnet(20, zero_init_residual=True))
     assert len(fresh) == 9 and fresh["layer3.2"] == list(range(64))
+
+
+def test_zero_init_resnet56_with_option_a_has_the_same_dead_channels_in_all_18_later_blocks():
+    # the stored `zero-init` runs are ResNet-56 with option A: 16 of 32 and 48 of 64 channels dead
+    torch.manual_seed(0)
+    model = cifar_resnet(56, zero_init_residual=True)
+    analysis.sgd_on_random_data(model, 2, batch_size=2)
+    assert analysis.dead_channels(model) == {**{f"layer2.{i}": list(range(16, 32)) for i in range(9)},
+                                             **{f"layer3.{i}": list(range(16, 64)) for i in range(9)}}

@@ -13,7 +13,8 @@
   block alone, then random sets of k blocks), :func:`path_length_counts`;
 * :func:`zero_padded_channels` / :func:`dead_channels` -- the channels an option-A shortcut fills
   with zeros, and the channels whose residual branch outputs exactly 0 whatever the input (the last
-  BN's scale and shift both 0): with a zero-initialised last BN, the two sets stay the same for ever.
+  BN's scale and shift both 0); :func:`sgd_on_random_data` takes a few optimiser steps to show which
+  of them never move.
 """
 from __future__ import annotations
 
@@ -320,3 +321,25 @@ def dead_channels(model: nn.Module) -> dict[str, list[int]]:
         if both.any():
             out[name] = torch.nonzero(both).flatten().tolist()
     return out
+
+
+def sgd_on_random_data(model: nn.Module, steps: int, *, batch_size: int = 8, lr: float = 0.1, momentum: float = 0.9,
+                       weight_decay: float = 1e-4, seed: int = 0,
+                       after_backward: Callable[[nn.Module], None] | None = None) -> nn.Module:
+    """``steps`` steps of the paper's optimiser (SGD with momentum and weight decay) on random
+    images and labels, in train mode; ``after_backward(model)`` is called before each update (to
+    inspect gradients). Enough to see which parameters a network can move at all, nothing more."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        x, y = torch.randn(batch_size, 3, 32, 32, generator=g), torch.randint(0, 10, (batch_size,), generator=g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        if after_backward is not None:
+            after_backward(model)
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return model
