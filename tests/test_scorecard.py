@@ -143,4 +143,19 @@ def test_the_stored_paper_scale_runs_decide_two_claims_and_leave_the_degradation
     (c,) = verdicts["degradation"].comparisons
     assert c.outcome == "within noise" and verdicts["degradation"].verdict == "not reproduced"
     assert verdicts["resnet20"].verdict == "not reproduced" and "12.29 ± 0.31" in verdicts["resnet20"].evidence[0]
-    assert verdicts["resnet110"].verdict == "quoted only"
+    assert verdicts["resnet110"].verdict == verdicts["responses-smaller"].verdict == "quoted only"
+
+
+def test_response_claims_read_the_stored_responses_analysis_and_skip_runs_without_it():
+    claim = Claim("r", "smaller responses", "Fig. 7", pairs=(("a20", "b20"),), metric="response_std")
+    runs = _runs("a20", "paper", "cifar10", [1.0, 1.0, 1.0]) + _runs("b20", "paper", "cifar10", [1.0, 1.0, 1.0])
+    assert evaluate([claim], runs)[0].verdict == "quoted only"  # no run stored the analysis
+    for r, level in zip(runs, (1.0, 1.1, 0.9, 0.5, 0.55, 0.45)):
+        r["analysis"] = {"responses": {"l1": level, "l2": level + 0.1, "l3": level - 0.1}}
+    runs.append(_run("b20", "paper", "cifar10", 7, 0.1))  # no analysis: not a value
+    (v,) = evaluate([claim], runs)
+    assert v.verdict == "reproduced at paper scale"
+    (c,) = v.comparisons
+    assert c.test.n_b == 3 and c.test.difference == pytest.approx(-0.5) and "points" not in c.text()
+    with pytest.raises(ValueError, match="unknown metric"):
+        evaluate([Claim("x", "x", "x", pairs=(("a20", "b20"),), metric="accuracy")], runs)

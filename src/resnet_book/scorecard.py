@@ -18,6 +18,7 @@ it rests on, and what the stored runs do not cover.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -109,8 +110,24 @@ def strata(records: Iterable[dict]) -> dict[tuple[str, str], dict[str, list[dict
     return {k: dict(v) for k, v in out.items()}
 
 
+def _response_std(record: dict) -> float | None:
+    """Median over a run's 3x3 layers of the std of their responses (paper Fig. 7), if stored."""
+    responses = record.get("analysis", {}).get("responses")
+    return statistics.median(responses.values()) if responses else None
+
+
+#: What a claim can compare, per run: final errors in per cent, or a stored analysis.
+METRICS = {
+    "train_error": lambda r: 100 * r["final"]["train_error"],
+    "test_error": lambda r: 100 * r["final"]["test_error"],
+    "response_std": _response_std,
+}
+
+
 def _values(runs: list[dict], metric: str) -> list[float]:
-    return [100 * r["final"][metric] for r in runs]
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; allowed: {', '.join(METRICS)}")
+    return [v for v in (METRICS[metric](r) for r in runs) if v is not None]
 
 
 @dataclass(frozen=True)
@@ -132,7 +149,8 @@ class Comparison:
         return "as claimed" if self.test.difference < 0 else "opposite"
 
     def text(self) -> str:
-        return (f"{self.b} − {self.a} = {self.test.difference:+.2f} points (t = {self.test.t:+.1f}, "
+        unit = " points" if self.metric.endswith("_error") else ""
+        return (f"{self.b} − {self.a} = {self.test.difference:+.2f}{unit} (t = {self.test.t:+.1f}, "
                 f"{self.test.n_a}+{self.test.n_b} seeds): {self.outcome}")
 
 
@@ -191,14 +209,16 @@ class Verdict:
     comparisons: list[Comparison] = field(default_factory=list)
 
 
-def _source_for(by_source: dict[str, dict[str, list[dict]]], labels: Iterable[str]) -> tuple[str | None, list[str]]:
-    """The data source whose runs at one budget cover most of ``labels`` (at least 2 seeds each;
-    ties go to the original pixels first), and the labels it covers, in the given order."""
+def _source_for(by_source: dict[str, dict[str, list[dict]]], labels: Iterable[str],
+                metric: str = "test_error") -> tuple[str | None, list[str]]:
+    """The data source whose runs at one budget cover most of ``labels`` (at least 2 seeds with a
+    value of ``metric`` each; ties go to the original pixels first), and the labels it covers, in
+    the given order."""
     labels = list(labels)
     best, covered = None, []
     for source in (*SOURCE_PREFERENCE, *sorted(set(by_source) - set(SOURCE_PREFERENCE))):
         groups = by_source.get(source, {})
-        have = [label for label in labels if len(groups.get(label, [])) >= 2]
+        have = [label for label in labels if len(_values(groups.get(label, []), metric)) >= 2]
         if len(have) > len(covered):
             best, covered = source, have
     return best, covered
@@ -218,7 +238,7 @@ def _compare(groups, a, b, metric, budget, source) -> Comparison:
 def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], str, str] | None:
     """The comparisons of ``claim`` at one budget, their joint outcome and one line of evidence."""
     if claim.chain:
-        source, covered = _source_for(by_source, claim.chain)
+        source, covered = _source_for(by_source, claim.chain, claim.metric)
         if len(covered) < 2:
             return None
         groups = by_source[source]
@@ -233,7 +253,7 @@ def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], 
     else:
         done = []
         for a, b in claim.pairs:
-            source, covered = _source_for(by_source, (a, b))
+            source, covered = _source_for(by_source, (a, b), claim.metric)
             if len(covered) == 2:
                 done.append(_compare(by_source[source], a, b, claim.metric, budget, source))
         if not done:
@@ -271,7 +291,7 @@ def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
 
 def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
     paper = _by_budget(records).get("paper", {})
-    source, covered = _source_for(paper, (claim.label,))
+    source, covered = _source_for(paper, (claim.label,), claim.metric)
     if not covered:
         return Verdict(claim, "quoted only", [f"no {claim.label} runs at the paper budget (reduced-scale errors "
                                                f"are not comparable with the paper's numbers)"])
@@ -314,6 +334,12 @@ CLAIMS = (
           metric="train_error", experiments=("degradation", "reversal", "table6")),
     Claim("deeper-resnets-better", "Deeper ResNets have lower test error", "Table 6, Fig. 6 (middle)",
           chain=_depths("resnet"), metric="test_error", experiments=_TABLE6),
+    Claim("responses-smaller", "ResNets have smaller layer responses than plain nets of the same depth",
+          "Sec. 4.2, Fig. 7", pairs=tuple((f"plain{d}", f"resnet{d}") for d in (20, 56, 110)), metric="response_std",
+          experiments=("degradation", "reversal", "table6"),
+          note="per run, the median over its 3x3 layers of the response std (after BN, before ReLU/addition)"),
+    Claim("deeper-smaller-responses", "Deeper ResNets have smaller layer responses", "Sec. 4.2, Fig. 7",
+          chain=("resnet20", "resnet56", "resnet110"), metric="response_std", experiments=_TABLE6),
     ValueClaim("resnet20", "ResNet-20 test error 8.75%", "Table 6", "resnet20", 8.75, experiments=_TABLE6),
     ValueClaim("resnet32", "ResNet-32 test error 7.51%", "Table 6", "resnet32", 7.51, experiments=_TABLE6),
     ValueClaim("resnet44", "ResNet-44 test error 7.17%", "Table 6", "resnet44", 7.17, experiments=_TABLE6),
