@@ -263,7 +263,7 @@ def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], 
         sources = sorted({c.source for c in done})
         missing = [f"{a}/{b}" for a, b in claim.pairs if not any((c.a, c.b) == (a, b) for c in done)]
     text = (f"{budget} budget ({', '.join(sources)}): " + "; ".join(c.text() for c in done)
-            + (f"; not stored at this budget: {', '.join(missing)}" if missing else ""))
+            + (f"; no runs at this budget for {', '.join(missing)}" if missing else ""))
     return done, outcome, text
 
 
@@ -353,3 +353,54 @@ CLAIMS = (
           metric="test_error", experiments=("preactivation",),
           note="the follow-up's numbers are for ResNet-110 and -164; ours are ResNet-56"),
 )
+
+
+def source_effects(records: Iterable[dict], *, budget: str, reference: str = "cifar10-jpeg",
+                   metrics: tuple[str, ...] = ("test_error", "train_error")) -> list[Comparison]:
+    """The same configurations trained on ``reference`` and on another data source at one budget:
+    for every label with at least two seeds on both, the difference other − reference (Welch's t).
+    Runs are matched by label within each experiment; nothing is pooled across sources."""
+    by_experiment: dict[str, list[dict]] = defaultdict(list)
+    for r in records:
+        by_experiment[r["experiment"]].append(r)
+    out = []
+    for experiment in sorted(by_experiment):
+        groups = strata(by_experiment[experiment])
+        base = groups.get((budget, reference), {})
+        for (b, source), other in sorted(groups.items()):
+            if b != budget or source == reference:
+                continue
+            for label in sorted(set(base) & set(other)):
+                for metric in metrics:
+                    x, y = _values(base[label], metric), _values(other[label], metric)
+                    if len(x) >= 2 and len(y) >= 2:
+                        out.append(Comparison(f"{label} on {reference}", f"{label} on {source}", metric, budget,
+                                              source, welch(x, y)))
+    return out
+
+
+class Report:
+    """Verdicts as a readable list: Markdown in a notebook or the book, plain text elsewhere."""
+
+    def __init__(self, verdicts: list[Verdict]):
+        self.verdicts = verdicts
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(x.verdict == v for x in self.verdicts) for v in VERDICTS}
+
+    def _lines(self, bold: str, italic: str) -> list[str]:
+        lines = []
+        for v in self.verdicts:
+            lines.append(f"- {bold}{v.claim.text}{bold} ({v.claim.where}): {italic}{v.verdict}{italic}")
+            lines += [f"  - {e}" for e in v.evidence]
+            if getattr(v.claim, "note", ""):
+                lines.append(f"  - note: {v.claim.note}")
+        return lines
+
+    def _repr_markdown_(self) -> str:
+        return "\n".join(self._lines("**", "*")).replace("|", "\\|")
+
+    def __str__(self) -> str:
+        return "\n".join(self._lines("", ""))
+
+    __repr__ = __str__
