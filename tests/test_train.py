@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from resnet_book import results
-from resnet_book.train import (BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, learning_rate, load_checkpoint,
-                               train)
+from resnet_book.train import (BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, check_time_limit, deadline_after,
+                               learning_rate, load_checkpoint, train)
 
 SMOKE = dict(model="resnet8", budget="smoke")
 
@@ -89,10 +89,17 @@ def test_checkpoint_mismatch_and_corruption_are_refused(tiny, tmp_path):
         train(TrainConfig(**SMOKE, iterations=16, seed=5), data=tiny, checkpoint=ckpt, resume=True, progress=False)
     with pytest.raises(CheckpointError, match="pass resume=True"):
         train(cfg, data=tiny, checkpoint=ckpt, progress=False)
-    ckpt.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="unreadable"):
-        train(cfg, data=tiny, checkpoint=ckpt, resume=True, progress=False)
-    assert ckpt.read_bytes() == b"not a checkpoint"  # left in place
+    good = ckpt.read_bytes()
+    for damaged, why in ((good[: len(good) // 2], "truncated"), (b"", "truncated"),
+                         (b"not a checkpoint", "not a checkpoint written by this library")):
+        ckpt.write_bytes(damaged)
+        with pytest.raises(CheckpointError) as info:
+            train(cfg, data=tiny, checkpoint=ckpt, resume=True, progress=False)
+        msg = str(info.value)
+        # one message: which file, what is wrong, what to do -- and none of torch's advice
+        assert str(ckpt) in msg and why in msg and "Delete it to start this run over" in msg, msg
+        assert "weights_only" not in msg and "issue" not in msg and info.value.__cause__ is None, msg
+        assert ckpt.read_bytes() == damaged  # left in place
 
 
 def test_paused_then_resumed_equals_uninterrupted(tiny, tmp_path):
@@ -103,6 +110,38 @@ def test_paused_then_resumed_equals_uninterrupted(tiny, tmp_path):
     while part["status"] == "paused":
         part = train(cfg, data=tiny, checkpoint=ckpt, resume=True, progress=False, deadline=time.time() + 0.5)
     assert part["final"] == full["final"] and part["curves"] == full["curves"]
+    assert_pieces_cover_the_run(part, cfg.effective_budget.iterations)
+    assert len(full["provenance"]["pieces"]) == 1 and not full["provenance"]["resumed"]
+
+
+def assert_pieces_cover_the_run(record, iterations):
+    """Every piece of a run is recorded: where it started and ended, on what, with which code."""
+    prov = record["provenance"]
+    pieces = prov["pieces"]
+    assert prov["resumed"] == (len(pieces) > 1)
+    assert pieces[0]["start_step"] == 0 and pieces[-1]["end_step"] == iterations == record["step"]
+    for a, b in zip(pieces, pieces[1:]):
+        assert a["end_step"] == b["start_step"] and a["finished"] <= b["started"]
+    for p in pieces:
+        assert p["started"] <= p["finished"] and p["wall_time_s"] >= 0
+        for key in ("device", "torch", "git_commit", "precision", "cuda_graph"):
+            assert key in p, key
+    assert prov["started"] == pieces[0]["started"] and prov["finished"] == pieces[-1]["finished"]
+    assert prov["wall_time_s"] == pytest.approx(sum(p["wall_time_s"] for p in pieces), abs=0.01)
+
+
+@pytest.mark.parametrize("bad", [0, -5, -0.1, float("nan"), float("inf"), "60", True])
+def test_a_time_limit_must_be_a_positive_number_of_seconds(bad):
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        check_time_limit(bad)
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        deadline_after(bad)
+
+
+def test_a_time_limit_gives_a_deadline():
+    assert check_time_limit(None) is None and deadline_after(None) is None
+    assert check_time_limit(2) == 2.0
+    assert time.time() + 9 < deadline_after(10) <= time.time() + 10
 
 
 @pytest.mark.parametrize(
@@ -112,7 +151,7 @@ def test_paused_then_resumed_equals_uninterrupted(tiny, tmp_path):
         (dict(model="resnet21"), "6n\\+2"),
         (dict(warmup="maybe"), "auto, on, off"),
         (dict(iterations=0), "positive integer"),
-        (dict(precision="fp8"), "auto, fp32, bf16"),
+        (dict(precision="fp8"), "auto, fp32, bf16, fp16"),
     ],
 )
 def test_bad_config_is_refused(kwargs, match):
@@ -144,6 +183,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_folder, tmp_path):
     (b,) = results.load("train", root=tmp_path / "b").records
     assert a["final"] == b["final"] and a["curves"] == b["curves"]
     assert not ckpt.exists()  # a finished run removes its checkpoint
+    # the record lists both pieces: the killed one up to its last checkpoint, and the resumed one
+    assert_pieces_cover_the_run(b, 48)
+    assert len(b["provenance"]["pieces"]) == 2 and 0 < b["provenance"]["pieces"][1]["start_step"] < 48
+    assert_pieces_cover_the_run(a, 48)
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, tiny_folder):

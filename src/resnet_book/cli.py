@@ -46,8 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup", default="auto", choices=["auto", "on", "off"])
     t.add_argument("--iterations", type=int, help="override the budget's iteration count")
     t.add_argument("--batch-size", type=int, help="override the budget's batch size")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto: bf16 on GPUs with native bf16, fp16 + GradScaler on older GPUs (T4), fp32 on the CPU")
     t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument("--cuda-graph", action="store_true",
+                   help="CUDA only: capture each training iteration (forward, backward, SGD) in one CUDA graph")
     t.add_argument("--experiment", default="train", help="results subfolder (default: train)")
     t.add_argument("--checkpoint", help="checkpoint file (default: the cache's checkpoints/<experiment>/<run>.pt)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint if there is one")
@@ -90,6 +93,7 @@ def _cmd_train(a) -> int:
     ckpt = Path(a.checkpoint) if a.checkpoint else cache_dir() / "checkpoints" / a.experiment / f"{config.run_id()}.pt"
     deadline = time.time() + a.time_limit if a.time_limit else None
     rec = train(config, data_root=a.data, device=a.device, checkpoint=ckpt, resume=a.resume, deadline=deadline,
+                cuda_graph=a.cuda_graph,
                 progress=not a.quiet, experiment=a.experiment)
     import torch.distributed as dist
 

@@ -224,6 +224,14 @@ class Normalize:
         return (images_u8.float() / 255 - self.mean) * self.scale
 
 
+def to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A small host tensor on ``device``; on CUDA through pinned memory without waiting for the GPU
+    (a plain ``.to("cuda")`` from pageable memory waits for all queued work: a host sync per batch)."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def random_crop_flip(x: Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> Tensor:
     """Pad ``pad`` pixels of zeros on each side, take a random 32x32 crop and flip half the
     images horizontally (paper Sec. 4.2) -- for the whole batch at once.
@@ -233,13 +241,13 @@ def random_crop_flip(x: Tensor, generator: torch.Generator, pad: int = 4, flip: 
     """
     b, c, h, w = x.shape
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    dy = to_device(torch.randint(0, 2 * pad + 1, (b,), generator=generator), x.device)
+    dx = to_device(torch.randint(0, 2 * pad + 1, (b,), generator=generator), x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     out = padded[torch.arange(b, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
     if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+        mask = to_device(torch.rand(b, generator=generator) < 0.5, x.device)
         out = torch.where(mask[:, None, None, None], out.flip(3), out)
     return out
 
@@ -279,7 +287,7 @@ class TrainBatches:
     def _permutation(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._perm = torch.randperm(len(self.labels), generator=g).to(self.device)
+            self._perm = to_device(torch.randperm(len(self.labels), generator=g), self.device)
             self._epoch = epoch
         return self._perm
 

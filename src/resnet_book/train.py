@@ -8,9 +8,16 @@ Budgets (:data:`BUDGETS`) scale the recipe down honestly -- fewer iterations, a 
 subset -- and keep its shape (the two learning-rate drops at 50% and 75% of training).  The
 budget is recorded in every result.
 
+The loop below reads like the recipe: for each iteration, the learning rate of the schedule
+(:func:`learning_rate`, with the warm-up), one training step (:mod:`resnet_book.step`), and at
+fixed intervals evaluation (:func:`evaluate`), a checkpoint (:func:`save_checkpoint`) and progress.
+
 Speed tricks, each named: the data lives on the device and is augmented there in batches
-(:mod:`resnet_book.data`); on CUDA, bf16 autocast and channels_last memory format; optional
-``torch.compile``; ``cudnn.benchmark`` unless deterministic.  The CPU path is the same code in fp32.
+(:mod:`resnet_book.data`); channels_last memory format; on CUDA, bf16 autocast where the GPU has
+native bf16 (fp16 with loss scaling on older GPUs), ``cudnn.benchmark``, and optionally the whole
+step captured in a CUDA graph (``cuda_graph=True``); optional ``torch.compile``.  The loss and
+error are summed on the device and read only when evaluating, checkpointing or pausing.  The CPU
+path is the same code in fp32.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +40,7 @@ from . import distributed as dist_mod
 from ._io import atomic_torch_save
 from .models import build_model, parse_model_name
 from .results import provenance
+from .step import PRECISIONS, CUDAGraphStep, EagerStep, Precision, resolve_precision
 
 CHECKPOINT_FORMAT = 1
 PAPER_LR, PAPER_BATCH = 0.1, 128
@@ -113,7 +122,7 @@ class TrainConfig:
     warmup: str = "auto"  # "auto": 0.01 until train error < 80% for depth >= 110 (paper); "on"; "off"
     iterations: int | None = None  # overrides the budget's
     batch_size: int | None = None  # overrides the budget's
-    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere; "fp32"; "bf16"
+    precision: str = "auto"  # "auto": bf16 on GPUs with native bf16, fp16 + GradScaler on older GPUs, fp32 on the CPU
     compile: bool = False
 
     def __post_init__(self):
@@ -126,8 +135,8 @@ class TrainConfig:
             raise ValueError(f"norm={self.norm!r} is available for the CIFAR networks only; {self.model} is an ImageNet net")
         if self.warmup not in ("auto", "on", "off"):
             raise ValueError(f"unknown warmup {self.warmup!r}; allowed: auto, on, off")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"unknown precision {self.precision!r}; allowed: auto, fp32, bf16")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         if self.normalization not in data_mod.Normalize.MODES:
             raise ValueError(f"unknown normalization {self.normalization!r}; allowed: {', '.join(data_mod.Normalize.MODES)}")
         for name in ("iterations", "batch_size"):
@@ -179,6 +188,23 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
+def check_time_limit(seconds: float | None) -> float | None:
+    """A time limit in seconds (None: no limit); anything but a positive number is refused."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a time limit must be a positive number of seconds; got {seconds!r}")
+    return float(seconds)
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    """The ``time.time()`` at which a run given ``seconds`` pauses (``train(deadline=...)``)."""
+    seconds = check_time_limit(seconds)
+    return None if seconds is None else time.time() + seconds
+
+
+# --- the schedule ---------------------------------------------------------------------------------
+
 def learning_rate(config: TrainConfig, budget: Budget, step: int, warming_up: bool) -> float:
     """The paper's step schedule, ÷10 at each milestone; 0.01 while warming up."""
     if warming_up:
@@ -186,17 +212,69 @@ def learning_rate(config: TrainConfig, budget: Budget, step: int, warming_up: bo
     return config.base_lr * 0.1 ** sum(step >= m for m in budget.milestones)
 
 
+WARMUP_UNTIL_ERROR = 0.8  # paper Sec. 4.2: 0.01 "until the training error is below 80%"
+
+
+# --- what a run has recorded so far, and its checkpoints --------------------------------------------
+
+@dataclass
+class RunState:
+    """What a run has recorded so far (part of its checkpoint)."""
+
+    curves: dict[str, list] = field(default_factory=lambda: {k: [] for k in (
+        "step", "lr", "train_loss", "train_error", "test_loss", "test_error", "val_error")})
+    win_loss: float = 0.0  # sums over the iterations since the last evaluation
+    win_err: float = 0.0
+    win_n: int = 0
+    warming_up: bool = False
+    warmup_ended_at: int | None = None
+    elapsed: float = 0.0  # seconds of training, all pieces together
+    images_seen: int = 0
+    pieces: list[dict] = field(default_factory=list)  # one per call of train(): a resumed run has several
+
+
+def save_checkpoint(path: Path, config: TrainConfig, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler, state: RunState) -> None:
+    """Everything needed to continue the run exactly, written atomically."""
+    opt = optimizer.state_dict()
+    opt["param_groups"] = [{**g, "lr": float(g["lr"])} for g in opt["param_groups"]]  # a CUDA-graph step's lr is a tensor
+    atomic_torch_save({
+        "format": CHECKPOINT_FORMAT,
+        "config": dataclasses.asdict(config),
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": opt,
+        "scaler": scaler.state_dict(),
+        "state": dataclasses.asdict(state),
+        "rng_cpu": torch.get_rng_state(),
+    }, path)
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    text = str(err)
+    if isinstance(err, EOFError) or "zip archive" in text or "central directory" in text:
+        why = "it is truncated or incomplete"
+    elif isinstance(err, OSError):
+        why = err.strerror or type(err).__name__
+    else:
+        why = "it is not a checkpoint written by this library"
+    return CheckpointError(
+        f"checkpoint {path} cannot be read: {why}. It was left in place. Delete it to start this run over "
+        f"from iteration 0 (only this unfinished run's progress is lost; stored results are not affected), "
+        f"or pass another checkpoint path.")
+
+
 def load_checkpoint(path: Path, config: TrainConfig) -> dict:
     """Read a checkpoint (``weights_only=True``) and check that it belongs to ``config``."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unpickler's advice about pickle protocols
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise CheckpointError(
-            f"checkpoint {path} is unreadable ({type(err).__name__}: {err}). It was left in place; "
-            f"delete it (or choose another checkpoint path) to start this run over."
-        ) from err
+        raise _unreadable(path, err) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a resnet_book checkpoint (format {CHECKPOINT_FORMAT})")
+        raise CheckpointError(f"{path} is not a resnet_book checkpoint (format {CHECKPOINT_FORMAT}); it was left "
+                              f"in place: delete it to start this run over, or pass another checkpoint path")
     saved = ckpt.get("config", {})
     mine = dataclasses.asdict(config)
     ignore = {"compile"}  # does not change the numbers' meaning
@@ -207,20 +285,27 @@ def load_checkpoint(path: Path, config: TrainConfig) -> dict:
     return ckpt
 
 
-@dataclass
-class RunState:
-    """What a run has recorded so far (part of its checkpoint)."""
+def restore(path: Path, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler) -> tuple[int, RunState]:
+    """Load a checkpoint into the model, optimiser and scaler; the step to continue from, and the state."""
+    ckpt = load_checkpoint(path, config)
+    try:
+        model.load_state_dict(ckpt["model"])
+        impl = [{k: g[k] for k in ("foreach", "fused") if k in g} for g in optimizer.param_groups]
+        optimizer.load_state_dict(ckpt["optimizer"])
+        for g, own in zip(optimizer.param_groups, impl):
+            g.update(own)  # this process's SGD implementation, not the one that wrote the checkpoint
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        state = RunState(**ckpt["state"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        return ckpt["step"], state
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} does not fit this run ({type(err).__name__}); it was left in "
+                              f"place: delete it to start this run over, or pass another checkpoint path") from None
 
-    curves: dict[str, list] = field(default_factory=lambda: {k: [] for k in (
-        "step", "lr", "train_loss", "train_error", "test_loss", "test_error", "val_error")})
-    win_loss: float = 0.0
-    win_err: float = 0.0
-    win_n: int = 0
-    warming_up: bool = False
-    warmup_ended_at: int | None = None
-    elapsed: float = 0.0
-    images_seen: int = 0
 
+# --- evaluation ---------------------------------------------------------------------------------------
 
 def dataset_for(config: TrainConfig, data: data_mod.CIFAR10) -> tuple[data_mod.CIFAR10, data_mod.Normalize]:
     """The images a run with ``config`` trains and tests on, and its fitted normalisation."""
@@ -252,6 +337,85 @@ def evaluate(model: nn.Module, images, labels, normalize, *, autocast, batch_siz
     return loss_sum.item() / n, wrong.item() / n
 
 
+def record_evaluation(state: RunState, step: int, lr: float, model: nn.Module, test, val, normalize, autocast) -> None:
+    """Append one point to the curves: the training window's means, then test (and validation) error."""
+    c = state.curves
+    c["step"].append(step)
+    c["lr"].append(lr)
+    c["train_loss"].append(state.win_loss / max(state.win_n, 1))
+    c["train_error"].append(state.win_err / max(state.win_n, 1))
+    tl, te = evaluate(model, *test, normalize, autocast=autocast)
+    c["test_loss"].append(tl)
+    c["test_error"].append(te)
+    c["val_error"].append(evaluate(model, *val, normalize, autocast=autocast)[1] if val else None)
+    state.win_loss = state.win_err = 0.0
+    state.win_n = 0
+
+
+# --- progress -------------------------------------------------------------------------------------------
+
+class Progress:
+    """A progress bar over the iterations (shown by the main process only)."""
+
+    def __init__(self, config: TrainConfig, budget: Budget, start: int, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=budget.iterations, initial=start, desc=f"{config.model} [{budget.name}]",
+                        disable=not enabled, leave=False)
+
+    def show(self, curves: dict) -> None:
+        self.bar.set_postfix(loss=f"{curves['train_loss'][-1]:.3f}", train_err=f"{curves['train_error'][-1]:.3f}",
+                             test_err=f"{curves['test_error'][-1]:.3f}", refresh=False)
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# --- the network and its optimiser ----------------------------------------------------------------------
+
+def build_network(config: TrainConfig, device: torch.device, *, sync_batchnorm: bool = False) -> nn.Module:
+    """The model of ``config``, initialised from ``config.seed``, on ``device`` in channels_last."""
+    torch.manual_seed(config.seed)
+    kwargs = {"zero_init_residual": config.zero_init_residual}
+    if config.norm != "batch":
+        kwargs["norm_layer"] = NORM_LAYERS[config.norm]
+    if config.shortcut is not None:
+        kwargs["shortcut"] = config.shortcut
+    model = build_model(config.model, **kwargs)
+    if sync_batchnorm:
+        model = dist_mod.convert_sync_batchnorm(model, device.type)
+    # NHWC: faster convolutions on GPUs (tensor cores) and on CPUs (oneDNN)
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, *, fused: bool = False) -> torch.optim.SGD:
+    """SGD with momentum, weight decay on all parameters (as in the paper).  ``fused``: one kernel
+    for all parameters, reading the learning rate from the device (what a CUDA-graph step needs)."""
+    return torch.optim.SGD(model.parameters(), lr=config.base_lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, **({"fused": True} if fused else {}))
+
+
+def _check_finite(config: TrainConfig, state: RunState, step: int, lr: float, model: nn.Module | None,
+                  ckpt_path: Path | None, progress: Progress) -> None:
+    """Stop with :class:`TrainingDiverged` if the window's loss (or, before a checkpoint, a weight)
+    is not finite, so that a kept checkpoint is always a good one."""
+    bad_weights = model is not None and not torch.stack([p.isfinite().all() for p in model.parameters()]).all().item()
+    if math.isfinite(state.win_loss) and not bad_weights:
+        return
+    progress.close()
+    what = f"{state.win_loss / max(state.win_n, 1)}" if not math.isfinite(state.win_loss) else "finite but a weight is not"
+    raise TrainingDiverged(
+        f"{config.model}: the loss became {what} by iteration {step + 1} (lr {lr:g}); training stopped. "
+        + (f"The last good checkpoint is kept at {ckpt_path}." if ckpt_path and ckpt_path.exists() else "No checkpoint was kept.")
+        + " Try a smaller learning rate or the warm-up (warmup='on')."
+    )
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
 def train(
     config: TrainConfig,
     *,
@@ -265,13 +429,16 @@ def train(
     experiment: str = "train",
     label: str | None = None,
     return_model: bool = False,
+    cuda_graph: bool = False,
 ):
     """Train one run and return its result record (``status`` "complete" or "paused").
 
     ``checkpoint``: where to save checkpoints every ``budget.checkpoint_every`` iterations; with
-    ``resume=True`` an existing one is continued.  ``deadline`` (a ``time.time()`` value): save a
-    checkpoint and return a "paused" record once it has passed.  ``return_model=True`` returns
-    ``(record, model)`` so a notebook can go on measuring the trained network.
+    ``resume=True`` an existing one is continued.  ``deadline`` (a ``time.time()`` value, see
+    :func:`deadline_after`): save a checkpoint and return a "paused" record once it has passed.
+    ``return_model=True`` returns ``(record, model)`` so a notebook can go on measuring the trained
+    network.  ``cuda_graph=True`` (CUDA only) captures each training iteration in one CUDA graph
+    (:class:`resnet_book.step.CUDAGraphStep`); the recipe is unchanged.
     """
     budget = config.effective_budget
     dev = pick_device(device)
@@ -279,93 +446,66 @@ def train(
     if ctx.enabled and dev.type == "cuda":
         dev = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(dev)
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and dev.type == "cuda")
-    channels_last = True  # NHWC: faster convolutions on GPUs (tensor cores) and on CPUs (oneDNN)
+    if cuda_graph:
+        _check_cuda_graph(dev, ctx, config)
+    precision = resolve_precision(config.precision, dev)
+    if cuda_graph and precision.name == "fp16":
+        raise ValueError(f"cuda_graph runs in bf16 or fp32; {torch.cuda.get_device_name(dev)} has no native bf16, so "
+                         f"precision='auto' means fp16 there: pass precision='fp32' (or 'bf16') with cuda_graph")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    def autocast():
-        return torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
 
     # --- data: decoded once, subset chosen by data_seed, then resident on the device
     full = data if data is not None else data_mod.load_cifar10(data_root)
     ds, normalize = dataset_for(config, full)
     batches = data_mod.TrainBatches(ds.train_images, ds.train_labels, normalize, batch_size=budget.batch_size,
                                     seed=config.seed, device=dev, rank=ctx.rank, world_size=ctx.world_size)
-    test_x, test_y = ds.test_images.to(dev), ds.test_labels.to(dev)
+    test = (ds.test_images.to(dev), ds.test_labels.to(dev))
     val = (ds.val_images.to(dev), ds.val_labels.to(dev)) if ds.val_images is not None else None
 
-    # --- model and optimiser (SGD + momentum; weight decay on all parameters, as in the paper)
-    torch.manual_seed(config.seed)
-    kwargs = {"zero_init_residual": config.zero_init_residual}
-    if config.norm != "batch":
-        kwargs["norm_layer"] = NORM_LAYERS[config.norm]
-    if config.shortcut is not None:
-        kwargs["shortcut"] = config.shortcut
-    model = build_model(config.model, **kwargs)
-    if ctx.enabled:
-        model = dist_mod.convert_sync_batchnorm(model, dev.type)
-    model = model.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.base_lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-
-    state = RunState(warming_up=config.uses_warmup)
-    start = 0
+    # --- the network, SGD, and where a previous piece of this run left off
+    model = build_network(config, dev, sync_batchnorm=ctx.enabled)
+    optimizer = make_optimizer(model, config, fused=cuda_graph)
+    scaler = precision.grad_scaler()
+    state, start = RunState(warming_up=config.uses_warmup), 0
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path is not None and ckpt_path.exists():
         if not resume:
             raise CheckpointError(f"a checkpoint for this run exists at {ckpt_path}; pass resume=True (--resume) "
                                   f"to continue it, or delete it to start over")
-        ckpt = load_checkpoint(ckpt_path, config)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start = ckpt["step"]
-        state = RunState(**ckpt["state"])
-        torch.set_rng_state(ckpt["rng_cpu"])
+        start, state = restore(ckpt_path, config, model, optimizer, scaler)
 
     fwd = model
     if ctx.enabled:
         fwd = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     if config.compile:
         fwd = torch.compile(fwd)
-
-    def save_checkpoint(step: int) -> None:
-        if ckpt_path is None or not ctx.is_main:
-            return
-        atomic_torch_save({
-            "format": CHECKPOINT_FORMAT,
-            "config": dataclasses.asdict(config),
-            "step": step,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "state": dataclasses.asdict(state),
-            "rng_cpu": torch.get_rng_state(),
-        }, ckpt_path)
-
-    def record(step: int, lr: float) -> None:
-        c = state.curves
-        c["step"].append(step)
-        c["lr"].append(lr)
-        c["train_loss"].append(state.win_loss / max(state.win_n, 1))
-        c["train_error"].append(state.win_err / max(state.win_n, 1))
-        tl, te = evaluate(model, test_x, test_y, normalize, autocast=autocast)
-        c["test_loss"].append(tl)
-        c["test_error"].append(te)
-        c["val_error"].append(evaluate(model, *val, normalize, autocast=autocast)[1] if val else None)
-        state.win_loss = state.win_err = 0.0
-        state.win_n = 0
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=budget.iterations, initial=start, desc=f"{config.model} [{budget.name}]",
-               disable=not (progress and ctx.is_main), leave=False)
-    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter() - state.elapsed
-    # The loss is checked on the host every step on the CPU; on GPUs every 50 steps (and before
-    # every checkpoint), to avoid a device sync per step.
-    check_every = 1 if dev.type == "cpu" else 50
     fwd.train()
-    win = torch.tensor([state.win_loss, state.win_err], dtype=torch.float64, device=dev)  # running sums
+    window = torch.tensor([state.win_loss, state.win_err], dtype=torch.float64, device=dev)  # running sums
+    if cuda_graph:
+        train_step = CUDAGraphStep(fwd, optimizer, precision, window)
+    else:
+        train_step = EagerStep(fwd, optimizer, precision, scaler, window,
+                               reduce=lambda stats: dist_mod.all_reduce_mean(stats, ctx))
+
+    # --- this piece of the run (a resumed run has several)
+    prov = {k: str(v) if isinstance(v, str) else v for k, v in provenance(dev).items()}  # plain str: torch's version is a subclass
+    piece = {"started": _now(), "finished": None, "start_step": start, "end_step": start, "wall_time_s": 0.0,
+             **prov, "precision": precision.label, "cuda_graph": cuda_graph, "world_size": ctx.world_size}
+    state.pieces.append(piece)
+    elapsed_before = state.elapsed
+    t0 = time.perf_counter() - state.elapsed
+
+    def read_window() -> None:  # the only host sync of the loop outside evaluation
+        state.win_loss, state.win_err = window.tolist()
+
+    def checkpoint_at(step: int) -> None:
+        piece.update(end_step=step, finished=_now(), wall_time_s=round(state.elapsed - elapsed_before, 3))
+        if ckpt_path is not None and ctx.is_main:
+            save_checkpoint(ckpt_path, config, step, model, optimizer, scaler, state)
+
+    bar = Progress(config, budget, start, enabled=progress and ctx.is_main)
+    autocast = precision.autocast
     paused = False
     step = start
     for step in range(start, budget.iterations):
@@ -373,66 +513,68 @@ def train(
             paused = True
             break
         lr = learning_rate(config, budget, step, state.warming_up)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         x, y = batches.batch(step)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            logits = fwd(x)
-        loss = nnf.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-        stats = torch.stack([loss.detach().double(), (logits.detach().argmax(1) != y).double().mean()])
-        win += dist_mod.all_reduce_mean(stats, ctx)
+        stats = train_step(x, y, lr)
         state.win_n += 1
         state.images_seen += budget.batch_size
+        if state.warming_up and stats[1].item() < WARMUP_UNTIL_ERROR:  # a host sync per iteration, while warming up only
+            state.warming_up = False  # paper: back to 0.1 once training error is below 80%
+            state.warmup_ended_at = step + 1
         last = step + 1 == budget.iterations
         due_eval = (step + 1) % budget.eval_every == 0 or last
         due_ckpt = (step + 1) % budget.checkpoint_every == 0 and not last
-        if (step + 1) % check_every == 0 or due_eval or due_ckpt or state.warming_up:
-            state.win_loss, state.win_err = win.tolist()
-            if not math.isfinite(state.win_loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"{config.model}: the loss became {stats[0].item()} by iteration {step + 1} (lr {lr:g}); "
-                    "training stopped. "
-                    + (f"The last good checkpoint is kept at {ckpt_path}." if ckpt_path else "No checkpoint was kept.")
-                    + " Try a smaller learning rate or the warm-up (warmup='on')."
-                )
-            if state.warming_up and stats[1].item() < 0.8:
-                state.warming_up = False  # paper: back to 0.1 once training error is below 80%
-                state.warmup_ended_at = step + 1
+        if due_eval or due_ckpt:
+            read_window()
+            _check_finite(config, state, step, lr, model if due_ckpt else None, ckpt_path, bar)
         if due_eval:
-            record(step + 1, lr)
-            win.zero_()
-            c = state.curves
-            bar.set_postfix(loss=f"{c['train_loss'][-1]:.3f}", train_err=f"{c['train_error'][-1]:.3f}",
-                            test_err=f"{c['test_error'][-1]:.3f}", refresh=False)
+            record_evaluation(state, step + 1, lr, model, test, val, normalize, autocast)
+            window.zero_()
+            bar.show(state.curves)
         state.elapsed = time.perf_counter() - t0
         if due_ckpt:
-            save_checkpoint(step + 1)
-        bar.update(1)
+            checkpoint_at(step + 1)
+        bar.update()
     else:
         step = budget.iterations
     bar.close()
+    state.elapsed = time.perf_counter() - t0
     if paused:
-        state.elapsed = time.perf_counter() - t0
-        state.win_loss, state.win_err = win.tolist()
-        save_checkpoint(step)
+        read_window()
+        checkpoint_at(step)
+    piece.update(end_step=step, finished=_now(), wall_time_s=round(state.elapsed - elapsed_before, 3))
+    record = run_record(config, budget, state, step=step, done=not paused, model=model, data=full, ds=ds,
+                        provenance=prov, precision=precision, cuda_graph=cuda_graph, world_size=ctx.world_size,
+                        experiment=experiment, label=label)
+    return (record, model) if return_model else record
 
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_cuda_graph(dev: torch.device, ctx: dist_mod.DistContext, config: TrainConfig) -> None:
+    if dev.type != "cuda":
+        raise ValueError(f"cuda_graph needs a CUDA device; this run is on {dev}")
+    if ctx.enabled:
+        raise ValueError("cuda_graph runs in one process; it cannot be combined with torchrun's data parallelism")
+    if config.compile:
+        raise ValueError("cuda_graph and compile are alternatives; choose one")
+
+
+def run_record(config: TrainConfig, budget: Budget, state: RunState, *, step: int, done: bool, model: nn.Module,
+               data: data_mod.CIFAR10, ds: data_mod.CIFAR10, provenance: dict, precision: Precision,
+               cuda_graph: bool, world_size: int, experiment: str, label: str | None) -> dict:
+    """The result record: config, budget, model, data, provenance (every piece of the run), curves, final metrics."""
     c = state.curves
-    done = not paused
     final = {}
     if done:
         final = {"train_loss": c["train_loss"][-1], "train_error": c["train_error"][-1],
                  "test_loss": c["test_loss"][-1], "test_error": c["test_error"][-1]}
-        if val:
+        if ds.val_labels is not None:
             final["val_error"] = c["val_error"][-1]
     spec = parse_model_name(config.model)
-    record = {
+    pieces = state.pieces
+    return {
         "experiment": experiment,
         "run_id": config.run_id(),
         "label": label or config.model,
@@ -443,16 +585,16 @@ def train(
         "budget": dataclasses.asdict(budget),
         "model": {"name": config.model, "family": spec.family, "depth": spec.depth, "residual": spec.residual,
                   "preact": spec.preact, "parameters": sum(p.numel() for p in model.parameters())},
-        "data": {"source": full.source, "root": full.root, "train_size": len(ds.train_labels),
+        "data": {"source": data.source, "root": data.root, "train_size": len(ds.train_labels),
                  "test_size": len(ds.test_labels), "val_size": config.val_size,
                  "normalization": config.normalization, "augmentation": "pad 4 + random 32x32 crop + horizontal flip"},
-        "provenance": {**provenance(dev), "precision": "bf16 autocast" if use_bf16 else "fp32",
-                       "channels_last": channels_last, "compile": config.compile, "world_size": ctx.world_size,
-                       "started": started_at, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "wall_time_s": round(state.elapsed, 2)},
+        "provenance": {**provenance, "precision": precision.label,
+                       "channels_last": True, "compile": config.compile, "cuda_graph": cuda_graph,
+                       "world_size": world_size, "started": pieces[0]["started"], "finished": pieces[-1]["finished"],
+                       "wall_time_s": round(sum(p["wall_time_s"] for p in pieces), 2),
+                       "resumed": len(pieces) > 1, "pieces": [dict(p) for p in pieces]},
         "throughput_images_per_s": round(state.images_seen / state.elapsed, 1) if state.elapsed > 0 else None,
         "warmup_ended_at": state.warmup_ended_at,
         "curves": c,
         "final": final,
     }
-    return (record, model) if return_model else record
