@@ -5,6 +5,7 @@ Examples::
     python -m resnet_book train --model resnet56 --budget cpu --seed 0
     python -m resnet_book train --model resnet56 --budget cpu --seed 0 --resume
     python -m resnet_book reproduce degradation --time-limit 540
+    python -m resnet_book reproduce table6 --budget paper --parallel 8 --time-limit 540
     python -m resnet_book bench --model resnet20
     torchrun --nproc_per_node=2 -m resnet_book train --model resnet20 --budget paper
 """
@@ -64,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, nargs="+", help="default: the experiment's")
     r.add_argument("--time-limit", type=float, help="seconds; then checkpoint and stop (run again to continue)")
     r.add_argument("--checkpoints", help="checkpoint folder (default: the cache's checkpoints/)")
+    r.add_argument("--parallel", type=int, default=1, metavar="N",
+                   help="train N runs at a time in worker processes on the one device (CUDA: under MPS if it can be "
+                        "started; CPU: the threads are split between the workers)")
+    r.add_argument("--weights", help="kept-weights folder (default: data/weights beside the results)")
     common(r)
 
     b = sub.add_parser("bench", help="our trainer vs a torchvision DataLoader + transforms loop, images/s")
@@ -121,10 +126,18 @@ def _cmd_reproduce(a) -> int:
 
     s = reproduce(a.experiment, budget=a.budget, seeds=tuple(a.seeds) if a.seeds else None, time_limit=a.time_limit,
                   data_root=a.data, device=a.device, checkpoint_dir=a.checkpoints, results_root=a.results,
-                  progress=not a.quiet)
+                  weights_root=a.weights, parallel=a.parallel, progress=not a.quiet)
     state = "complete" if s["finished"] and s["stored"] == s["total"] else "unfinished (run the same command again)"
     extra = "".join(f", {s[k]} {k}" for k in ("reused", "extended", "mismatched") if s.get(k))
     print(f"{a.experiment}: {s['stored']}/{s['total']} runs stored, {s['trained']} trained now{extra}; {state}")
+    if s.get("mps"):
+        print(s["mps"])
+    for f in s["failed"]:
+        print(f"failed: {f['run_id']}: {f['error']}", file=sys.stderr)
+    if s["failed"]:
+        print(f"error: {len(s['failed'])} run(s) failed (the others went on); fix the cause and run the same "
+              f"command again: stored runs are skipped, a failed run resumes from its checkpoint", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -212,6 +225,12 @@ def _check_args(a) -> None:
         check_device(a.device)
     if a.command in ("train", "reproduce") and not getattr(a, "no_save", False):
         check_writable(results.results_root(a.results))
+    if a.command == "reproduce":
+        from .experiments import get
+        from .weights import weights_root
+
+        if get(a.experiment).keep_weights:
+            check_writable(weights_root(a.weights, a.results))
 
 
 def main(argv: list[str] | None = None) -> int:

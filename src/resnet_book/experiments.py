@@ -16,6 +16,16 @@ Two things keep the runs cheap and comparable:
   ``responses`` (paper Fig. 7: std of every 3x3 layer's output after BN, before ReLU/addition,
   :func:`analysis.layer_responses`, on 1000 test images in eval mode).
 
+``reproduce(..., parallel=N)`` trains N runs at a time in worker processes
+(:mod:`resnet_book.scheduler`): on CUDA under CUDA MPS when the machine allows starting it, on the
+CPU with the threads split between the workers. Each worker trains one run at a time; every run
+is stored by this process as soon as it ends, and a run that fails (or whose worker dies) is
+reported at the end without stopping the others; its checkpoint is kept for the next call.
+
+An experiment with ``keep_weights`` also keeps the final weights of seed 0 of each model, in fp16,
+with a checksum manifest (:mod:`resnet_book.weights`); :func:`resnet_book.weights.load_weights`
+builds the trained network from them.
+
 When an experiment asks for an analysis that a stored run lacks, ``reproduce`` trains that run
 again, checks that the re-run ends with exactly the stored final metrics (training is deterministic
 for a given seed on the same kind of device), and only then adds the analysis to the stored record,
@@ -32,8 +42,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 
-from . import analysis, results
+from . import analysis, results, scheduler, weights
 from .data import cache_dir, load_cifar10
 from .train import BUDGETS, TrainConfig, dataset_for, error_rate, train
 
@@ -46,6 +57,8 @@ class Experiment:
     seeds: tuple[int, ...] = (0, 1, 2)
     budget: str = "cpu"
     analyses: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> names in ANALYSES
+    label_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # label -> its seeds, where not `seeds`
+    keep_weights: bool = False  # keep the final weights of seed 0 of every label (resnet_book.weights)
 
     def __post_init__(self):
         labels = {label for label, _ in self.runs}
@@ -53,13 +66,22 @@ class Experiment:
             if label not in labels or not set(names) <= set(ANALYSES):
                 raise ValueError(f"{self.name}: analyses {label!r}: {names} (labels {sorted(labels)}, "
                                  f"analyses {sorted(ANALYSES)})")
+        for label, seeds in self.label_seeds.items():
+            if label not in labels or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+                raise ValueError(f"{self.name}: label_seeds {label!r}: {seeds!r} (labels {sorted(labels)}; "
+                                 f"seeds are non-negative integers)")
+
+    def seeds_for(self, label: str) -> tuple[int, ...]:
+        """The seeds ``label`` is trained with (``label_seeds`` where given, else ``seeds``)."""
+        return self.label_seeds.get(label, self.seeds)
 
     def configs(self, budget: str | None = None, seeds: tuple[int, ...] | None = None) -> list[tuple[str, TrainConfig]]:
+        """Every run as ``(label, config)``; ``seeds`` replaces the seeds of every label."""
         budget = budget or self.budget
         if budget not in BUDGETS:
             raise ValueError(f"unknown budget {budget!r}; allowed: {', '.join(BUDGETS)}")
         return [(label, TrainConfig(budget=budget, seed=s, **fields))
-                for label, fields in self.runs for s in (seeds if seeds is not None else self.seeds)]
+                for label, fields in self.runs for s in (seeds if seeds is not None else self.seeds_for(label))]
 
 
 def _depths(prefix: str, depths=(20, 32, 44, 56)) -> tuple[tuple[str, dict], ...]:
@@ -137,84 +159,202 @@ def reproduce(
     device: str | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     results_root: str | os.PathLike | None = None,
+    weights_root: str | os.PathLike | None = None,
+    parallel: int = 1,
     progress: bool = True,
     log=print,
 ) -> dict:
-    """Run what ``name`` still needs; return counts of runs ``stored``/``trained``/``skipped`` and
-    whether it ``finished`` (False when the time limit paused a run: call again to continue)."""
+    """Run what ``name`` still needs, ``parallel`` runs at a time; return counts of runs
+    ``stored``/``trained``/``reused``/``extended``/``mismatched``, the runs that ``failed`` (with
+    one line each: the others went on) and whether it ``finished`` (False when the time limit
+    paused a run or left runs unstarted, or a run failed: call again to continue)."""
     exp = get(name)
     configs = exp.configs(budget, seeds)
     deadline = time.time() + time_limit if time_limit else None
+    weights_root = weights.weights_root(weights_root, results_root)
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
     todo = [(label, c) for label, c in configs if not results.has_run(name, c.run_id(), results_root)]
     summary = {"stored": len(configs) - len(todo), "trained": 0, "reused": 0, "extended": 0, "mismatched": 0,
-               "finished": True}
+               "finished": True, "failed": []}
     remaining = []
     for label, config in todo:
         found = _stored_elsewhere(name, config, exp.analyses.get(label, ()), results_root)
-        if found is None:
+        if found is None or _keeps_weights(exp, config):  # kept weights come from a run of this experiment
             remaining.append((label, config, None))
             continue
         record = {**found, "experiment": name, "label": label, "reused_from": f"{found['experiment']}/{found['run_id']}"}
         path = results.save_run(record, root=results_root)
         summary["reused"] += 1
         log(f"{name}: {config.run_id()} is stored as {record['reused_from']}; copied to {path}")
-    # stored runs that lack an analysis this experiment asks for: train again, check, add it
+    # stored runs that lack an analysis (or kept weights) this experiment asks for: train again, check, add it
     for label, config in configs:
         wanted = exp.analyses.get(label, ())
-        if not wanted or not results.has_run(name, config.run_id(), results_root):
+        need_weights = _keeps_weights(exp, config) and not weights.has(name, config.run_id(), weights_root)
+        if not (wanted or need_weights) or not results.has_run(name, config.run_id(), results_root):
             continue
         stored = json.loads(results.record_path(name, config.run_id(), results_root).read_text(encoding="utf-8"))
-        missing = tuple(a for a in wanted if a not in stored.get("analysis", {}))
+        missing = tuple(a for a in wanted if a not in stored.get("analysis", {})) + (("weights",) if need_weights else ())
         if missing:
             remaining.append((label, config, (stored, missing)))
-    todo = remaining
-    if todo:
-        data = load_cifar10(data_root)
-    for i, (label, config, extend) in enumerate(todo, 1):
-        if deadline is not None and time.time() >= deadline:
-            summary["finished"] = False
-            break
-        ckpt = ckpt_root / name / f"{config.run_id()}.pt"
-        why = f" (again, to add {', '.join(extend[1])})" if extend else ""
-        log(f"[{i}/{len(todo)}] {name}: {config.run_id()}{why}" + (" (resuming)" if ckpt.exists() else ""))
-        rec, model = train(config, data=data, device=device, checkpoint=ckpt, resume=True, deadline=deadline,
-                           progress=progress, experiment=name, label=label, return_model=True)
-        if rec["status"] != "complete":
-            log(f"time limit reached at iteration {rec['step']}; checkpoint kept at {ckpt}. Run again to continue.")
-            summary["finished"] = False
-            break
-        names = extend[1] if extend else exp.analyses.get(label, ())
-        if extend and rec["final"] != extend[0]["final"]:
-            ckpt.unlink(missing_ok=True)
-            summary["mismatched"] += 1
-            log(f"  the re-run of {config.run_id()} ended with {rec['final']}, not the stored {extend[0]['final']} "
-                f"(another device or library version?); {', '.join(names)} not added. Delete "
-                f"{results.record_path(name, config.run_id(), results_root)} to replace the run with one that has them.")
-            continue
-        if names:
-            ds, normalize = dataset_for(config, data)  # the run's own images, prepared once for all analyses
-            measured = {a: ANALYSES[a](model, config, ds, normalize) for a in names}
-        if extend:
-            stored = extend[0]
-            stored.pop("schema", None)
-            stored["analysis"] = {**stored.get("analysis", {}), **measured}
-            stored.setdefault("analysis_added", []).append(
-                {"analyses": list(names), "final_identical": True, "rerun_provenance": rec["provenance"]})
-            path = results.save_run(stored, root=results_root, overwrite=True)
-            summary["extended"] += 1
-            log(f"  same final metrics as stored; added {', '.join(names)} -> {path}")
-        else:
-            if names:
-                rec["analysis"] = measured
-            path = results.save_run(rec, root=results_root)
-            summary["trained"] += 1
-            log(f"  test error {rec['final']['test_error']:.4f}, train error {rec['final']['train_error']:.4f} "
-                f"-> {path}")
-        ckpt.unlink(missing_ok=True)
+    _run_all(name, exp, remaining, summary, deadline=deadline, data_root=data_root, device=device,
+             ckpt_root=ckpt_root, results_root=results_root, weights_root=weights_root, parallel=parallel,
+             progress=progress, log=log)
     summary["stored"] += summary["trained"] + summary["reused"]
     summary["total"] = len(configs)
     return summary
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run for a worker, with everything it needs (a worker looks nothing up)."""
+
+    experiment: str
+    label: str
+    config: TrainConfig
+    checkpoint: str
+    analyses: tuple[str, ...] = ()
+    expect_final: dict | None = None  # a re-run that adds analyses must end with exactly these metrics
+    weights: str | None = None  # keep the final weights (fp16) in this file
+    device: str | None = None
+    deadline: float | None = None
+    progress: bool = False
+
+
+def train_run(job: RunJob, data) -> dict:
+    """Train (or resume) one run, then measure the trained network: its ``record``, the
+    ``analysis`` results and the kept ``weights`` (sha256, bytes, test error with the fp16 weights)."""
+    rec, model = train(job.config, data=data, device=job.device, checkpoint=job.checkpoint, resume=True,
+                       deadline=job.deadline, progress=job.progress, experiment=job.experiment, label=job.label,
+                       return_model=True)
+    out = {"record": rec, "analysis": {}, "weights": None}
+    if rec["status"] != "complete" or (job.expect_final is not None and rec["final"] != job.expect_final):
+        return out
+    if not (job.analyses or job.weights):
+        return out
+    ds, normalize = dataset_for(job.config, data)  # the run's own images, prepared once for all analyses
+    if job.weights:
+        saved = weights.save(model, Path(job.weights))
+        kept = weights.build_for(rec["config"])  # what weights.load_weights gives a reader
+        kept.load_state_dict(torch.load(job.weights, map_location="cpu", weights_only=True))
+        kept = kept.to(next(model.parameters()).device)
+        out["weights"] = {**saved, "test_error_fp16": error_rate(kept, ds.test_images, ds.test_labels, normalize)}
+    out["analysis"] = {a: ANALYSES[a](model, job.config, ds, normalize) for a in job.analyses}
+    return out
+
+
+def _keeps_weights(exp: Experiment, config: TrainConfig) -> bool:
+    return exp.keep_weights and config.seed == 0
+
+
+def _weights_locations(exp: Experiment) -> dict[tuple[str, str], str]:
+    """``weights.placement`` over every experiment that keeps weights (the rule is global)."""
+    kept = [(e.name, label, dataclasses.asdict(TrainConfig(budget=e.budget, **fields)))
+            for e in {**EXPERIMENTS, exp.name: exp}.values() if e.keep_weights for label, fields in e.runs]
+    return weights.placement(kept)
+
+
+def _run_all(name, exp, todo, summary, *, deadline, data_root, device, ckpt_root, results_root, weights_root,
+             parallel, progress, log) -> None:
+    """Train ``todo`` (``(label, config, extend)``), ``parallel`` at a time, storing each run as it ends."""
+    if not todo:
+        return
+    places = _weights_locations(exp) if exp.keep_weights else {}
+    jobs, extending = [], {}
+    for label, config, extend in todo:
+        rid = config.run_id()
+        wanted = extend[1] if extend else exp.analyses.get(label, ()) + (("weights",) if _keeps_weights(exp, config) else ())
+        keep = "weights" in wanted
+        if extend:
+            extending[rid] = extend
+        jobs.append(RunJob(name, label, config, str(ckpt_root / name / f"{rid}.pt"),
+                           analyses=tuple(a for a in wanted if a != "weights"),
+                           expect_final=extend[0]["final"] if extend else None,
+                           weights=str(weights.file_for(name, rid, places[(name, label)], weights_root)) if keep else None,
+                           device=device, deadline=deadline, progress=progress and parallel == 1))
+    data = load_cifar10(data_root)  # also fills the decoded-image cache the workers read
+    mps_started = False
+    if parallel > 1:
+        if scheduler.default_parallel_device(device) == "cuda":
+            mps_started, summary["mps"] = scheduler.start_cuda_mps()
+            log(f"{name}: {summary['mps']}")
+        else:
+            log(f"{name}: {parallel} worker processes, {scheduler.worker_threads(parallel)} CPU thread(s) each")
+    n = len(jobs)
+
+    count = [0]
+
+    def started(job: RunJob, worker: int) -> None:
+        count[0] += 1
+        rid = job.config.run_id()
+        why = f" (again, to add {', '.join(extending[rid][1])})" if rid in extending else ""
+        on = f" on worker {worker}" if worker else ""
+        log(f"[{count[0]}/{n}] {name}: {rid}{why}{on}" + (" (resuming)" if Path(job.checkpoint).exists() else ""))
+
+    def finished(o: scheduler.Outcome) -> None:
+        _store_outcome(o, summary, extending.get(o.job.config.run_id()), results_root=results_root,
+                       weights_root=weights_root, log=log)
+
+    try:
+        outcomes = scheduler.run_jobs(
+            jobs, train_run, parallel=parallel, on_outcome=finished, on_start=started,
+            setup=(lambda: data) if parallel == 1 else load_cifar10, setup_args=() if parallel == 1 else (data_root,),
+            stop=lambda: deadline is not None and time.time() >= deadline)
+    finally:
+        if mps_started:
+            scheduler.stop_cuda_mps()
+    if len(outcomes) < n or summary["failed"]:
+        summary["finished"] = False
+
+
+def _store_outcome(o, summary: dict, extend, *, results_root, weights_root, log) -> None:
+    """Store what one run produced (in this process, so records and the manifest have one writer)."""
+    job, rid = o.job, o.job.config.run_id()
+    ckpt = Path(job.checkpoint)
+    if not o.ok:
+        summary["failed"].append({"run_id": rid, "label": job.label, "error": o.error})
+        kept = f"; its checkpoint {ckpt} is kept" if ckpt.exists() else ""
+        log(f"  {rid} FAILED: {o.error}{kept}")
+        return
+    rec = o.value["record"]
+    if rec["status"] != "complete":
+        log(f"  time limit reached: {rid} paused at iteration {rec['step']}; checkpoint kept at {ckpt}. "
+            f"Run again to continue.")
+        summary["finished"] = False
+        return
+    names = extend[1] if extend else ()
+    if extend and rec["final"] != extend[0]["final"]:
+        ckpt.unlink(missing_ok=True)
+        summary["mismatched"] += 1
+        log(f"  the re-run of {rid} ended with {rec['final']}, not the stored {extend[0]['final']} "
+            f"(another device or library version?); {', '.join(names)} not added. Delete "
+            f"{results.record_path(job.experiment, rid, results_root)} to replace the run with one that has them.")
+        return
+    if o.value["weights"]:
+        location = "repo" if weights.weights_root(weights_root) in Path(job.weights).parents else "cache"
+        entry = weights.entry_for(rec, o.value["weights"], location, weights_root)
+        weights.add_to_manifest(entry, weights_root)
+        log(f"  kept its fp16 weights ({entry['bytes'] / 1e6:.2f} MB, {location}): {job.weights}")
+    measured = o.value["analysis"]
+    if extend:
+        stored = extend[0]
+        stored.pop("schema", None)
+        if measured:
+            stored["analysis"] = {**stored.get("analysis", {}), **measured}
+        added = {"analyses": [a for a in names if a != "weights"], "final_identical": True,
+                 "rerun_provenance": rec["provenance"]}
+        if "weights" in names:
+            added["weights_kept"] = True
+        stored.setdefault("analysis_added", []).append(added)
+        path = store_run(stored, root=results_root, checkpoint=ckpt, overwrite=True)
+        summary["extended"] += 1
+        log(f"  same final metrics as stored; added {', '.join(names)} -> {path}")
+    else:
+        if measured:
+            rec["analysis"] = measured
+        path = store_run(rec, root=results_root, checkpoint=ckpt)
+        summary["trained"] += 1
+        log(f"  test error {rec['final']['test_error']:.4f}, train error {rec['final']['train_error']:.4f} -> {path}")
+    ckpt.unlink(missing_ok=True)
 
 
 def store_run(record: dict, *, root=None, checkpoint: Path | None = None, again: str = "the same command",
@@ -258,6 +398,8 @@ def describe() -> str:
     lines = []
     for e in EXPERIMENTS.values():
         labels = ", ".join(label for label, _ in e.runs)
-        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; seeds {list(e.seeds)}; budget {e.budget}")
+        seeds = f"seeds {list(e.seeds)}" + "".join(f", {label}: {list(s)}" for label, s in e.label_seeds.items())
+        weights = "; keeps the final weights of seed 0" if e.keep_weights else ""
+        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; {seeds}; budget {e.budget}{weights}")
     return "\n".join(lines)
 
