@@ -1,3 +1,4 @@
+import contextlib
 import json
 import math
 import os
@@ -391,3 +392,43 @@ def test_bottleneck_experiment_pairs_nets_of_equal_multiply_adds():
     assert abs(macs["bottleneck83"] / macs["resnet56"] - 1) < 0.02
     # ResNet-56 at seed 0 is the same configuration as in `reversal`, so reproduce reuses it
     assert dict(exp.configs())["resnet56"] == dict(experiments.get("reversal").configs())["resnet56"]
+
+
+def test_trainer_equals_a_plain_loop(tiny):
+    """The recipe written out as the plainest loop -- schedule, batch, forward, loss, backward, SGD,
+    and every ``eval_every`` iterations the window's means and the test error -- gives the trainer's
+    curves exactly, on any machine (the frozen numbers of test_train_golden.py need the recording one)."""
+    from resnet_book.data import TrainBatches
+    from resnet_book.models import build_model
+    from resnet_book.train import dataset_for, evaluate
+
+    cfg = TrainConfig(model="resnet8", budget="smoke", seed=3, iterations=16)
+    record = train(cfg, data=tiny, progress=False)
+    budget = cfg.effective_budget
+    ds, normalize = dataset_for(cfg, tiny)
+    batches = TrainBatches(ds.train_images, ds.train_labels, normalize, batch_size=budget.batch_size, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(memory_format=torch.channels_last)
+    sgd = torch.optim.SGD(model.parameters(), lr=cfg.base_lr, momentum=0.9, weight_decay=1e-4)
+    curves = {k: [] for k in ("step", "lr", "train_loss", "train_error", "test_loss", "test_error")}
+    losses, errors = [], []
+    for step in range(budget.iterations):
+        lr = cfg.base_lr * 0.1 ** sum(step >= m for m in budget.milestones)  # /10 at 50% and 75%
+        for group in sgd.param_groups:
+            group["lr"] = lr
+        x, y = batches.batch(step)
+        logits = model(x.contiguous(memory_format=torch.channels_last))
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        sgd.zero_grad()
+        loss.backward()
+        sgd.step()
+        losses.append(loss.item())
+        errors.append(int((logits.argmax(1) != y).sum()) / len(y))
+        if (step + 1) % budget.eval_every == 0:
+            test_loss, test_error = evaluate(model, ds.test_images, ds.test_labels, normalize, autocast=contextlib.nullcontext)
+            for key, value in (("step", step + 1), ("lr", lr), ("train_loss", sum(losses) / len(losses)),
+                               ("train_error", sum(errors) / len(errors)), ("test_loss", test_loss),
+                               ("test_error", test_error)):
+                curves[key].append(value)
+            losses, errors = [], []
+    assert {k: record["curves"][k] for k in curves} == curves
