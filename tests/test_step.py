@@ -187,3 +187,17 @@ def test_cuda_graph_with_fp16_is_refused_with_the_way_out(tiny, monkeypatch):
     monkeypatch.setattr(step_mod.torch.cuda, "get_device_capability", lambda d=None: (7, 5))
     with pytest.raises(ValueError, match="precision='fp32'"):
         train(TrainConfig(model="resnet8", budget="smoke"), data=tiny, device="cuda", cuda_graph=True, progress=False)
+
+
+def test_the_step_timing_tool_times_the_eager_step_on_the_cpu():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "time_step.py"
+    spec = importlib.util.spec_from_file_location("time_step", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    row = tool.time_step("resnet8", "eager", device=torch.device("cpu"), precision="auto", batch_size=8, warmup=1,
+                         iterations=2, repeats=2)
+    assert row["precision"] == "fp32" and len(row["repeats_ms"]) == 2
+    assert row["ms_per_iteration"] > 0 and min(row["repeats_ms"]) <= row["ms_per_iteration"] <= max(row["repeats_ms"])
