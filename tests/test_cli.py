@@ -55,11 +55,11 @@ def test_unknown_device_names_the_allowed_ones(capsys, no_training):
     assert "allowed: auto, cpu, cuda, cuda:N, mps" in one_error_line(capsys, ["bench", "--device", "tpu0"])
 
 
-@pytest.mark.parametrize("value", ["-5", "0", "nan"])
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "inf"])
 @pytest.mark.parametrize("command", [["train", "--model", "resnet8"], ["reproduce", "smoke"]])
 def test_time_limit_must_be_positive(capsys, no_training, tmp_path, command, value):
     line = one_error_line(capsys, [*command, "--time-limit", value, "--results", str(tmp_path)])
-    assert "--time-limit must be a positive number of seconds" in line
+    assert "--time-limit: a time limit must be a positive number of seconds" in line
 
 
 def _can_write(folder) -> bool:

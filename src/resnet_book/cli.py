@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import results
 from .data import DATA_ENV, DataNotFoundError, cache_dir, load_cifar10
-from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, train
+from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, check_time_limit, train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -213,8 +213,10 @@ def check_writable(folder: str | os.PathLike) -> None:
 
 def _check_args(a) -> None:
     """Bad values of the common options, refused with one line before anything slow happens."""
-    if getattr(a, "time_limit", None) is not None and not (a.time_limit > 0):  # also refuses NaN
-        raise ValueError(f"--time-limit must be a positive number of seconds; got {a.time_limit:g}")
+    try:
+        check_time_limit(getattr(a, "time_limit", None))
+    except ValueError as err:
+        raise ValueError(f"--time-limit: {err}") from None
     if getattr(a, "parallel", None) is not None and a.parallel < 1:
         raise ValueError(f"--parallel must be a positive number of worker processes; got {a.parallel}")
     if a.command == "bench":

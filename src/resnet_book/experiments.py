@@ -110,6 +110,7 @@ def _responses(model, config: TrainConfig, ds, normalize) -> dict:
 
 ANALYSES = {"lesion": _lesion, "profile": _profile, "responses": _responses}
 _BOTH = ("lesion", "profile")
+_TABLE6 = (*_depths("plain", (20, 32, 44, 56, 110)), *_depths("resnet", (20, 32, 44, 56, 110, 1202)))
 
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -137,6 +138,16 @@ EXPERIMENTS: dict[str, Experiment] = {
         Experiment("bottleneck", "basic blocks vs bottleneck blocks at equal multiply-adds: ResNet-56 (option A) vs the "
                    "83-layer CIFAR bottleneck net (option B, as the follow-up's ResNet-164), 1.5% apart in multiply-adds",
                    (("resnet56", {"model": "resnet56"}), ("bottleneck83", {"model": "bottleneck83"}))),
+        # Paper Table 6 at the paper's budget. ResNet-110 gets 5 seeds (the paper reports its best and
+        # mean of 5 runs), ResNet-1202 one; warmup="auto" gives every 110+ layer net the paper's warm-up
+        # (lr 0.01 until the training error is below 80%, about 400 iterations, then 0.1). ResNet-1202
+        # skips the lesion study: one test-set pass per each of its 600 blocks.
+        Experiment("table6", "paper Table 6: plain and ResNet 20/32/44/56/110 and ResNet-1202 at the paper's budget, "
+                   "with the chapters' analyses and the final weights of seed 0 of each net kept",
+                   _TABLE6, budget="paper", label_seeds={"resnet110": (0, 1, 2, 3, 4), "resnet1202": (0,)},
+                   analyses={label: (*_BOTH, "responses") if label != "resnet1202" else ("profile", "responses")
+                             for label, _ in _TABLE6},
+                   keep_weights=True),
         Experiment("shortcuts", "shortcut options A/B/C on ResNet-32 (paper Table 3, CIFAR scale)",
                    tuple((f"resnet32-{o}", {"model": "resnet32", "shortcut": o}) for o in "ABC")),
     )
@@ -189,7 +200,7 @@ def reproduce(
     # stored runs that lack an analysis (or kept weights) this experiment asks for: train again, check, add it
     for label, config in configs:
         wanted = exp.analyses.get(label, ())
-        need_weights = _keeps_weights(exp, config) and not weights.has(name, config.run_id(), weights_root)
+        need_weights = _keeps_weights(exp, config) and not weights.recorded(name, config.run_id(), weights_root)
         if not (wanted or need_weights) or not results.has_run(name, config.run_id(), results_root):
             continue
         stored = json.loads(results.record_path(name, config.run_id(), results_root).read_text(encoding="utf-8"))

@@ -18,6 +18,7 @@ committed, so a copy obtained elsewhere is verified the same way.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,13 +29,11 @@ from torch import nn
 
 from ._io import atomic_torch_save, atomic_write
 from .data import cache_dir
-from .models import build_model
 from .results import results_root
 
 REPO_LIMIT_BYTES = 12_000_000
 MANIFEST_NAME = "MANIFEST.json"
 WEIGHTS_ENV = "RESNET_BOOK_WEIGHTS"
-_NORM_LAYERS = {"batch": nn.BatchNorm2d, "none": nn.Identity}
 
 
 class WeightsError(ValueError):
@@ -55,14 +54,15 @@ def cache_weights_dir() -> Path:
     return cache_dir() / "weights"
 
 
-def build_for(config: dict) -> nn.Module:
-    """The untrained network a training config (``dataclasses.asdict(TrainConfig)``) describes."""
-    kwargs = {"zero_init_residual": config.get("zero_init_residual", False)}
-    if config.get("norm", "batch") != "batch":
-        kwargs["norm_layer"] = _NORM_LAYERS[config["norm"]]
-    if config.get("shortcut") is not None:
-        kwargs["shortcut"] = config["shortcut"]
-    return build_model(config["model"], **kwargs)
+def build_for(config: dict, device: str | torch.device = "cpu") -> nn.Module:
+    """The untrained network of a stored training config (``dataclasses.asdict(TrainConfig)``),
+    built as the trainer builds it (:func:`resnet_book.train.build_network`); the global random
+    state is left as it was."""
+    from .train import TrainConfig, build_network
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    with torch.random.fork_rng(devices=[]):
+        return build_network(TrainConfig(**{k: v for k, v in config.items() if k in known}), torch.device(device))
 
 
 def fp16_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -74,8 +74,7 @@ def fp16_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def fp16_bytes(config: dict) -> int:
     """Bytes of the tensors of :func:`fp16_state_dict` for ``config``'s network (the file adds a few
     kB of names), counted on the meta device: nothing is allocated."""
-    with torch.device("meta"):
-        model = build_for(config)
+    model = build_for(config, "meta")
     return sum(v.numel() * (2 if v.is_floating_point() else v.element_size()) for v in model.state_dict().values())
 
 
@@ -142,10 +141,9 @@ def entries(experiment: str | None = None, root=None) -> list[dict]:
     return [e for e in read_manifest(root)["files"].values() if experiment in (None, e["experiment"])]
 
 
-def has(experiment: str, run_id: str, root=None) -> bool:
-    """Whether the manifest names this run's weights and the file is here."""
-    e = read_manifest(root)["files"].get(f"{experiment}/{run_id}")
-    return e is not None and file_for(experiment, run_id, e["location"], root).exists()
+def recorded(experiment: str, run_id: str, root=None) -> bool:
+    """Whether the manifest names this run's kept weights (the file may be on another machine's cache)."""
+    return f"{experiment}/{run_id}" in read_manifest(root)["files"]
 
 
 def load_weights(experiment: str, label: str, *, seed: int = 0, budget: str | None = None, root=None,
