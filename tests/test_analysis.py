@@ -270,3 +270,22 @@ def test_zero_init_resnet56_with_option_a_has_the_same_dead_channels_in_all_18_l
     analysis.sgd_on_random_data(model, 2, batch_size=2)
     assert analysis.dead_channels(model) == {**{f"layer2.{i}": list(range(16, 32)) for i in range(9)},
                                              **{f"layer3.{i}": list(range(16, 64)) for i in range(9)}}
+
+
+def test_branch_layers_trace_fig_5_and_the_diagram_draws_them():
+    from resnet_book import plots
+    from resnet_book.models import BasicBlock, Bottleneck, projection
+
+    basic = analysis.branch_layers(BasicBlock(64, 64), torch.zeros(1, 64, 56, 56))
+    assert [e["kind"] for e in basic["branch"]] == ["Conv2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d"]
+    assert basic["shortcut"] == [] and basic["residual"]
+    bottle = analysis.branch_layers(Bottleneck(256, 64, downsample=projection(256, 256)), torch.zeros(1, 256, 56, 56))
+    convs = [(e["kernel"], e["in_channels"], e["out_channels"]) for e in bottle["branch"] if e["kind"] == "Conv2d"]
+    assert convs == [(1, 256, 64), (3, 64, 64), (1, 64, 256)]
+    assert bottle["branch"][-1]["out_shape"] == (256, 56, 56)
+    assert [e["kind"] for e in bottle["shortcut"]] == ["Conv2d", "BatchNorm2d"]
+    fig = plots.block_diagrams({"basic": basic, "bottleneck": bottle})
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert "1×1 conv, 256→64\n→ 64×56×56" in texts and "1×1 conv, 256→256 + BN" in texts and "+" in texts
+    with pytest.raises(ValueError, match="block"):
+        analysis.branch_layers(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 4, 4))

@@ -343,3 +343,37 @@ def sgd_on_random_data(model: nn.Module, steps: int, *, batch_size: int = 8, lr:
         opt.step()
     opt.zero_grad(set_to_none=True)
     return model
+
+
+def branch_layers(block: nn.Module, x: Tensor) -> dict[str, list[dict]]:
+    """The layers of a block in the order its forward pass calls them, traced on ``x``: under
+    ``"branch"`` the residual function ``F`` (convolutions with kernel, stride and channels, BN,
+    ReLU), under ``"shortcut"`` the layers of the shortcut (empty for the identity), each with the
+    shape of its output. Used to draw paper Fig. 5 from the modules themselves."""
+    if not is_block(block):
+        raise ValueError(f"expected a residual or plain block, got {type(block).__name__}")
+
+    def trace(fn) -> list[dict]:
+        calls, handles = [], []
+        for name, m in block.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)):
+                def hook(mod, i, o, name=name):
+                    entry = {"name": name, "kind": type(mod).__name__, "out_shape": tuple(o.shape[1:])}
+                    if isinstance(mod, nn.Conv2d):
+                        entry.update(kernel=mod.kernel_size[0], stride=mod.stride[0], in_channels=mod.in_channels,
+                                     out_channels=mod.out_channels)
+                    calls.append(entry)
+                handles.append(m.register_forward_hook(hook))
+        with _hooks(handles), torch.no_grad():
+            fn(x)
+        return calls
+
+    was_training = block.training
+    block.eval()
+    try:
+        out = {"branch": trace(block.residual_branch),
+               "shortcut": trace(block.downsample) if getattr(block, "downsample", None) is not None else []}
+    finally:
+        block.train(was_training)
+    out["residual"] = bool(block.residual)
+    return out

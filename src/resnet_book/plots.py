@@ -453,3 +453,53 @@ def learning_rate_schedule(configs: dict, *, warmup_end: int = 400, title: str |
     ax.legend(fontsize=8)
     _footer(fig, note)
     return fig
+
+
+def _layer_text(entry: dict) -> str:
+    if entry["kind"] == "Conv2d":
+        k, stride = entry["kernel"], entry["stride"]
+        return (f"{k}×{k} conv, {entry['in_channels']}→{entry['out_channels']}" + (f", /{stride}" if stride > 1 else ""))
+    return {"BatchNorm2d": "BN", "ReLU": "ReLU"}.get(entry["kind"], entry["kind"])
+
+
+def block_diagrams(blocks: dict[str, dict], *, title: str | None = None, note: str = ""):
+    """Blocks side by side, drawn from :func:`analysis.branch_layers` traces (paper Fig. 5 style):
+    the residual function's layers top to bottom, the shortcut on the right, the addition and the
+    ReLU after it, and the output shape of each weight layer."""
+    style()
+    tallest = max(len(t["branch"]) for t in blocks.values()) + 2
+    fig, axes = plt.subplots(1, len(blocks), figsize=(3.6 * len(blocks), max(5.2, 0.62 * tallest + 1.0)), squeeze=False)
+    for ax, (name, trace) in zip(axes[0], blocks.items()):
+        ax.set_axis_off()
+        layers = trace["branch"]
+        n = len(layers) + 2  # + addition + final ReLU
+        ys = np.linspace(0.86, 0.12, n)
+        box = dict(boxstyle="round,pad=0.3", lw=1.0)
+        c_in = next(e["in_channels"] for e in layers if e["kind"] == "Conv2d")
+        ax.text(0.42, 0.97, f"input: {c_in}-d", ha="center", va="center", fontsize=9)
+        prev = 0.95
+        for y, e in zip(ys, layers):
+            colour = {"Conv2d": "#DCEBF5", "BatchNorm2d": "#FBE8C8", "ReLU": "#E3F1E8"}.get(e["kind"], "white")
+            label = _layer_text(e)
+            if e["kind"] == "Conv2d":
+                label += f"\n→ {e['out_shape'][0]}×{e['out_shape'][1]}×{e['out_shape'][2]}"
+            ax.annotate("", xy=(0.42, y + 0.028), xytext=(0.42, prev - 0.02), arrowprops=dict(arrowstyle="->", lw=0.8))
+            ax.text(0.42, y, label, ha="center", va="center", fontsize=8, bbox={**box, "fc": colour})
+            prev = y
+        y_add, y_relu = ys[-2], ys[-1]
+        ax.annotate("", xy=(0.42, y_add + 0.03), xytext=(0.42, prev - 0.03), arrowprops=dict(arrowstyle="->", lw=0.8))
+        if trace["residual"]:
+            ax.text(0.42, y_add, "+", ha="center", va="center", fontsize=13, bbox=dict(boxstyle="circle,pad=0.2", fc="white"))
+            short = " + ".join(_layer_text(e) for e in trace["shortcut"]) or "identity"
+            ax.plot([0.42, 0.9, 0.9], [0.95, 0.95, y_add], color="0.3", lw=1.0)
+            ax.annotate("", xy=(0.47, y_add), xytext=(0.9, y_add), arrowprops=dict(arrowstyle="->", lw=1.0, color="0.3"))
+            ax.text(0.93, (0.95 + y_add) / 2, short, rotation=90, ha="left", va="center", fontsize=8, color="0.2")
+        ax.annotate("", xy=(0.42, y_relu + 0.03), xytext=(0.42, y_add - 0.03), arrowprops=dict(arrowstyle="->", lw=0.8))
+        ax.text(0.42, y_relu, "ReLU", ha="center", va="center", fontsize=8, bbox={**box, "fc": "#E3F1E8"})
+        ax.set_xlim(0, 1.05)
+        ax.set_ylim(0.03, 1.0)
+        ax.set_title(name, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    _footer(fig, note)
+    return fig
