@@ -43,10 +43,35 @@ def test_colab_cells_are_identical_and_first(path):
 def test_setup_cell_installs_from_the_configured_repository_and_does_nothing_elsewhere():
     cfg = yaml.safe_load((REPO / "_config.yml").read_text())
     src = sync_notebooks.setup_source()
-    assert f"git+{cfg['repository']['url']}@{cfg['resnet_book']['install_ref']}" in src
+    assert f'"{cfg["resnet_book"]["install_ref"]}", "{cfg["repository"]["url"]}"' in src
+    assert "RESNET_BOOK_RESULTS" in src  # the stored results come with the clone
     namespace = {}
     exec(compile(src, "<setup>", "exec"), namespace)  # outside Colab: no install, no error
     assert "google.colab" not in sys.modules
+
+
+def test_one_ref_for_badge_launch_button_and_setup_cell_and_it_exists():
+    """Issue 14: the Colab badge, the book's launch button (repository.branch) and the setup cell
+    name the same ref, and that ref exists in this repository with the notebooks in it."""
+    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
+    ref = cfg["resnet_book"]["install_ref"]
+    assert cfg["repository"]["branch"] == ref, "the launch button opens repository.branch: make it install_ref"
+    for path in NOTEBOOKS:
+        assert f"/blob/{ref}/{path.relative_to(REPO).as_posix()})" in sync_notebooks.badge_source(path)
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: cannot look the ref up")
+    found = None
+    for candidate in (ref, f"refs/tags/{ref}", f"refs/remotes/origin/{ref}"):
+        r = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}"], cwd=REPO,
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            found = r.stdout.strip()
+            break
+    assert found, f"install_ref {ref!r} is neither a branch nor a tag of this repository: Colab would fail to install"
+    for path in NOTEBOOKS:
+        rel = path.relative_to(REPO).as_posix()
+        r = subprocess.run(["git", "cat-file", "-e", f"{found}:{rel}"], cwd=REPO, capture_output=True)
+        assert r.returncode == 0, f"{rel} is not in {ref!r}: its Colab badge would open a missing file"
 
 
 def test_sync_check_passes():

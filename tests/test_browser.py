@@ -71,6 +71,18 @@ def browser():
         b.close()
 
 
+def _code_solutions(page_path: str) -> list[str]:
+    """The solution regions of the notebook a page was built from (empty for other pages)."""
+    import nbformat
+
+    source = SITE.parent.parent / Path(page_path).with_suffix(".ipynb")
+    if not source.exists():
+        return []
+    cells = nbformat.read(source, as_version=4).cells
+    return [c.source.split("### BEGIN SOLUTION", 1)[1].split("### END SOLUTION", 1)[0]
+            for c in cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
+
+
 def pages() -> list[str]:
     skip = ("_static/", "_sources/", "vendor/", "_images/")
     return sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html") if not p.relative_to(SITE).as_posix().startswith(skip))
@@ -134,6 +146,24 @@ def test_page_works_offline(server, browser, page_path):
         assert toggle.count() == 1, f"solution {i} on {page_path} has no toggle button"
         toggle.click()
         body.wait_for(state="visible", timeout=5_000)
+    # Code solutions (cells tagged `solution`, see tools/sync_notebooks.py): no solution code is
+    # visible until its own toggle is opened; every chapter's solution cells are on its page.
+    code_solutions = page.locator("div.cell.tag_solution")
+    expected = _code_solutions(page_path)
+    assert code_solutions.count() == len(expected), \
+        f"{page_path}: {code_solutions.count()} hidden solution cells, the notebook has {len(expected)}"
+    visible_text = page.evaluate("() => document.body.innerText")
+    for line in (line for src in expected for line in src.splitlines() if len(line.strip()) > 12):
+        assert line.strip() not in visible_text, f"{page_path}: solution code visible before its toggle: {line!r}"
+    for i in range(code_solutions.count()):
+        cell = code_solutions.nth(i)
+        code = cell.locator(".cell_input")
+        assert not code.is_visible(), f"code solution {i} on {page_path} is not hidden"
+        toggle = cell.locator("summary")
+        assert "solution" in toggle.first.inner_text().lower(), f"code solution {i} on {page_path}: toggle not labelled"
+        toggle.first.click()
+        code.wait_for(state="visible", timeout=5_000)
+        assert "### BEGIN SOLUTION" in code.inner_text()
     ctx.close()
 
     assert not external, f"{page_path} made requests that leave localhost: {external}"

@@ -2,13 +2,27 @@
 
 Each notebook (in notebooks/ and book/) gets, right after its title cell:
 * a markdown cell tagged ``colab-badge``: an "Open in Colab" badge for that notebook;
-* a code cell tagged ``colab-setup``: in Colab it installs the library from the repository URL at
-  ``resnet_book.install_ref``; elsewhere it does nothing.
+* a code cell tagged ``colab-setup``: in Colab it clones the repository at ``resnet_book.install_ref``
+  (shallow), installs the library from the clone and points ``RESNET_BOOK_RESULTS`` at the clone's
+  stored results; elsewhere it does nothing.  The badge, the book's launch button
+  (``repository.branch``) and this cell name the same ref; a test checks that the ref exists.
+
+Exercise cells get nbgrader's metadata, derived from the cells themselves:
+* a code cell with ``### BEGIN SOLUTION`` / ``### END SOLUTION`` is a *solution* cell (``grade_id``
+  = the label of the exercise above it), tagged ``solution`` and ``hide-input`` so the rendered book
+  shows it behind a "Show solution" toggle;
+* the code cell after it, which calls ``exercises.check_*``, is an *autograded test* cell, locked,
+  worth the points already in its metadata (1 if none);
+* a markdown cell with sphinx-exercise ``{solution}`` blocks is a manually graded answer cell (one
+  point per discussion exercise answered in it); each block is
+  wrapped in ``<!-- ### BEGIN SOLUTION -->`` / ``<!-- ### END SOLUTION -->`` (HTML comments: invisible
+  in the book and in Jupyter), so nbgrader replaces it by "YOUR ANSWER HERE".
 Outputs are stripped. ``--check`` changes nothing and exits 1 if a notebook is out of date.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -23,15 +37,23 @@ def settings() -> tuple[str, str]:
     return cfg["repository"]["url"].rstrip("/"), cfg["resnet_book"]["install_ref"]
 
 
+CLONE = "/content/resnet-book"
+
+
 def setup_source() -> str:
     url, ref = settings()
     return (
         "# Colab setup (the same in every notebook; written by `make sync-notebooks`).\n"
-        "# In Google Colab this installs the book's library at a fixed release; elsewhere it does nothing.\n"
-        "import subprocess, sys\n"
+        f"# In Google Colab this fetches the book at `{ref}` (the library and its stored results) and\n"
+        "# installs the library; elsewhere it does nothing.\n"
+        "import os, subprocess, sys\n"
         "if \"google.colab\" in sys.modules:\n"
-        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
-        f"                    \"resnet-book @ git+{url}@{ref}\"], check=True)"
+        f"    clone = \"{CLONE}\"\n"
+        "    if not os.path.isdir(clone):\n"
+        "        subprocess.run([\"git\", \"clone\", \"-q\", \"--depth\", \"1\", \"--branch\",\n"
+        f"                        \"{ref}\", \"{url}\", clone], check=True)\n"
+        "    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", clone], check=True)\n"
+        "    os.environ[\"RESNET_BOOK_RESULTS\"] = os.path.join(clone, \"data\", \"results\")"
     )
 
 
@@ -45,6 +67,82 @@ def badge_source(path: Path) -> str:
         image = "images/colab-badge.svg"
     return (f"[![Open in Colab]({image})]"
             f"(https://colab.research.google.com/github/{slug}/blob/{ref}/{rel})")
+
+
+BEGIN_MD, END_MD = "<!-- ### BEGIN SOLUTION -->", "<!-- ### END SOLUTION -->"
+SOLUTION_BLOCK = re.compile(r"^(`{3,}|:{3,})\{solution\}.*?^\1[ \t]*$", re.S | re.M)
+LABEL = re.compile(r"^:label:\s*(\S+)", re.M)
+SOLUTION_LABEL = re.compile(r"\{solution\}\s*(\S+)")
+SOLUTION_TAGS = ("solution", "hide-input")
+# Points of the autograded checks (default 1): the exercises marked two or three stars on the
+# instructors' page (book/for-instructors.md).
+POINTS = {"ex1-identity": 2, "ex2-zero": 2, "ex3-lesion": 2, "ex5-params": 2,
+          "ex2-build-block": 2, "ex2-build-resnet": 3, "ex4-build-bottleneck": 2}
+
+
+def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: float | None = None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": 3, "solution": solution,
+            "task": False}
+    if grade:
+        meta["points"] = points
+    return meta
+
+
+def _wrap_solutions(source: str) -> str:
+    """Each ``{solution}`` block between nbgrader's markers (idempotent)."""
+    source = "\n".join(line for line in source.split("\n") if line not in (BEGIN_MD, END_MD))
+    return SOLUTION_BLOCK.sub(lambda m: f"{BEGIN_MD}\n{m.group(0)}\n{END_MD}", source)
+
+
+def _set_tags(cell, add=(), remove=()) -> None:
+    tags = [t for t in cell.metadata.get("tags", []) if t not in remove and t not in add] + list(add)
+    if tags:
+        cell.metadata["tags"] = tags
+    else:
+        cell.metadata.pop("tags", None)
+
+
+def grading_metadata(nb) -> None:
+    """nbgrader metadata on the exercise cells (see the module's docstring); other cells lose it."""
+    label = None
+    solution_ids, code_labels, last = set(), set(), None
+    for cell in nb.cells:  # the labels of the code exercises
+        if cell.cell_type == "markdown":
+            last = (LABEL.findall(cell.source) or [last])[-1]
+        elif "### BEGIN SOLUTION" in cell.source and last:
+            code_labels.add(last)
+    for i, cell in enumerate(nb.cells):
+        old = cell.metadata.pop("nbgrader", {})
+        if cell.cell_type == "markdown":
+            labels = LABEL.findall(cell.source)
+            if "{solution}" in cell.source:
+                cell.source = _wrap_solutions(cell.source)
+                answered = SOLUTION_LABEL.findall(cell.source)
+                # A manually graded answer cell (nbgrader wants markdown solution cells graded): one
+                # point per discussion exercise answered in it; explanations of code exercises, which
+                # their checks grade, count nothing.
+                points = sum(a not in code_labels for a in answered)
+                cell.metadata["nbgrader"] = _nbgrader(f"answer-{answered[0]}", solution=True, grade=True,
+                                                      locked=False, points=points)
+            label = labels[-1] if labels else label
+            continue
+        if "### BEGIN SOLUTION" in cell.source:
+            if label is None or label in solution_ids:
+                raise SystemExit(f"cell {i}: a code solution needs its own {{exercise}} (with a :label:) above it")
+            solution_ids.add(label)
+            cell.metadata["nbgrader"] = _nbgrader(label, solution=True, grade=False, locked=False)
+            _set_tags(cell, add=SOLUTION_TAGS)
+            cell.metadata["mystnb"] = {"code_prompt_show": "Show solution", "code_prompt_hide": "Hide solution"}
+            check = nb.cells[i + 1] if i + 1 < len(nb.cells) else None
+            if check is None or check.cell_type != "code" or "exercises.check_" not in check.source:
+                raise SystemExit(f"cell {i + 1}: the cell after a code solution must call its exercises.check_*")
+            check.metadata["nbgrader"] = _nbgrader(f"{label}-check", solution=False, grade=True, locked=True,
+                                                   points=POINTS.get(label, 1))
+        elif old.get("grade") and "exercises.check_" in cell.source:
+            cell.metadata["nbgrader"] = old  # set by the solution cell above; keep it
+        elif "solution" in cell.metadata.get("tags", []):  # no longer a solution: undo what was set above
+            _set_tags(cell, remove=SOLUTION_TAGS)
+            cell.metadata.pop("mystnb", None)
 
 
 def notebooks() -> list[Path]:
@@ -68,6 +166,7 @@ def synced(path: Path):
     badge = nbformat.v4.new_markdown_cell(badge_source(path), metadata={"tags": ["colab-badge"]})
     setup = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": ["colab-setup", "hide-input"]})
     nb.cells[1:1] = [badge, setup]
+    grading_metadata(nb)
     for c in nb.cells:
         c.pop("id", None)
         if c.cell_type == "code":
