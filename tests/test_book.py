@@ -92,3 +92,16 @@ def test_budget_table_matches_the_library():
         row = next(line for line in text.splitlines() if line.startswith(f"| `{b.name}` |"))
         assert f"{b.iterations:,} × {b.batch_size} | {b.lr:g} |" in row
         assert f"{b.train_size or 50_000:,}" in row and f"{b.test_size or 10_000:,}" in row
+
+
+def test_figures_of_missing_runs_fail_loudly(tmp_path):
+    """Issue 14: where no stored runs are found (Colab before its setup cell), a figure is never
+    drawn empty: one error says where it looked and how to get the runs."""
+    from resnet_book import plots, results
+
+    empty = results.load("degradation", root=tmp_path)
+    assert len(empty) == 0
+    for draw in (plots.error_curves, plots.final_errors, lambda r: plots.fig6_curves({"plain": r}),
+                 lambda r: plots.depth_trend({"plain": r})):
+        with pytest.raises(results.ResultsError, match="no stored runs of 'degradation'.*first code cell"):
+            draw(empty)

@@ -113,6 +113,20 @@ def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, 
     return steps, values.mean(0), std
 
 
+def require_runs(runs: Runs) -> Runs:
+    """``runs``, or one loud :class:`~resnet_book.results.ResultsError` when there are none: a
+    figure is never drawn empty (e.g. in Colab before the setup cell fetched the stored results)."""
+    if not len(runs):
+        from .results import RESULTS_ENV, ResultsError, results_root
+
+        raise ResultsError(
+            f"no stored runs of {runs.experiment!r} under {results_root()}: nothing to draw. In Colab, run the "
+            f"notebook's first code cell (it fetches the book's stored results); elsewhere run from the repository, "
+            f"or set {RESULTS_ENV} to its data/results folder, or train them "
+            f"(python -m resnet_book reproduce {runs.experiment}).")
+    return runs
+
+
 def _labels_and_axes(runs: Runs, labels, ax, figsize):
     style()
     groups = runs.groups()
@@ -142,7 +156,7 @@ def error_curves(runs: Runs, labels: Sequence[str] | None = None, *, title: str 
                  show: Sequence[str] = ("train_error", "test_error"), ax=None):
     """Training (thin, dashed) and test (bold) error against iterations, mean ± std over seeds.
     Labels of different budgets (or data sources) get one panel each, titled with it."""
-    groups = runs.groups()
+    groups = require_runs(runs).groups()
     labels = [lab for lab in (labels or sorted(groups, key=depth_key)) if lab in groups]
     strata = _strata(groups, labels)
     colours = {lab: OKABE_ITO[i % len(OKABE_ITO)] for i, lab in enumerate(labels)}
@@ -172,7 +186,7 @@ def fig6_curves(panels: dict[str, Runs], *, title: str | None = None, ylim: tupl
     axes = np.atleast_1d(axes)
     lines = []
     for ax, (name, runs) in zip(axes, panels.items()):
-        groups = runs.groups()
+        groups = require_runs(runs).groups()
         labels = sorted(groups, key=depth_key)
         strata = _strata(groups, labels)
         if len(strata) != 1:
@@ -201,7 +215,7 @@ def final_errors(runs: Runs, labels: Sequence[str] | None = None, *, metric: str
                  title: str | None = None):
     """Final ``metric`` per label as bars with ± std error bars and the individual seeds as dots.
     Reduced-scale labels are hatched and every tick names its budget."""
-    groups = runs.groups()
+    groups = require_runs(runs).groups()
     strata = _strata(groups, [lab for lab in (labels or groups) if lab in groups])
     groups, labels, fig, ax = _labels_and_axes(runs, labels, ax, (5.2 if len(strata) == 1 else 6.4, 3.4))
     budget_of = {lab: b for (b, _), members in strata.items() for lab in members}
@@ -280,7 +294,7 @@ def depth_trend(named_runs: dict[str, Runs], *, metric: str = "train_error", tit
     by_budget: dict[str, dict[str, list[tuple[int, float, float]]]] = {}
     lines = []
     for name, runs in named_runs.items():
-        groups = runs.groups()
+        groups = require_runs(runs).groups()
         strata = _strata(groups, list(groups))
         for (budget, source), members in strata.items():
             points = by_budget.setdefault(budget, {}).setdefault(f"{name} ({source})", [])
