@@ -55,7 +55,7 @@ def test_resolve_precision_asks_the_device_for_its_capability(monkeypatch):
 
 
 def test_fp16_with_loss_scaling_trains_and_resumes_exactly_on_the_cpu(tiny, tmp_path):
-    cfg = TrainConfig(model="resnet8", budget="smoke", precision="fp16", iterations=12)
+    cfg = TrainConfig(model="resnet8", budget="smoke", precision="fp16", iterations=6, batch_size=16)
     full = train(cfg, data=tiny, progress=False)
     assert full["provenance"]["precision"] == "fp16 autocast + GradScaler"
     assert all(0 <= e <= 1 for e in full["curves"]["train_error"]) and full["final"]["train_loss"] < 10
