@@ -268,7 +268,7 @@ def test_reproduce_adds_a_missing_analysis_only_when_the_rerun_matches(tiny_fold
     runs = (("resnet8", {"model": "resnet8"}), ("plain8", {"model": "plain8"}))
     monkeypatch.setattr(experiments, "EXPERIMENTS", {"e": Experiment("e", "", runs, seeds=(0,), budget="smoke")})
     assert reproduce("e", **kw)["trained"] == 2
-    path = results.record_path("e", "resnet8_smoke_seed0", tmp_path / "res")
+    path = results.record_path("e", "resnet8_smoke_seed0", tmp_path / "res", source="cifar10-imagefolder")
     before = json.loads(path.read_text())
     # the experiment now asks for layer responses of the ResNet: the run is trained again, its final
     # metrics must equal the stored ones, and only the analysis (with the re-run's provenance) is added
@@ -335,29 +335,64 @@ def test_runs_where_filters_by_label_budget_and_source():
         runs.where(model="a")
 
 
-def test_load_keeps_one_budget_and_switches_only_when_every_label_has_it(tmp_path):
-    budgets = {"cpu": {"name": "cpu", "iterations": 600, "batch_size": 64},
+def test_load_shows_each_label_at_its_largest_budget_and_preferred_source(tmp_path):
+    budgets = {"smoke": {"name": "smoke", "iterations": 30, "batch_size": 32},
+               "cpu": {"name": "cpu", "iterations": 600, "batch_size": 64},
                "paper": {"name": "paper", "iterations": 64000, "batch_size": 128}}
+    error = {("cpu", "cifar10-jpeg"): 0.5, ("paper", "cifar10-jpeg"): 0.2, ("cpu", "cifar10-original"): 0.4,
+             ("paper", "cifar10-original"): 0.1, ("paper", "cifar10"): 0.15, ("smoke", "cifar10-original"): 0.9}
 
-    def store(label, budget, seed):
-        results.save_run({"experiment": "e", "run_id": f"{label}_{budget}_seed{seed}", "label": label,
-                          "budget": budgets[budget], "data": {"source": "s"}, "seed": seed, "config": {"model": label},
-                          "final": {"test_error": 0.5 if budget == "cpu" else 0.1}, "provenance": {"device": "d"}},
-                         root=tmp_path)
+    def store(label, budget, source, seed):
+        return results.save_run({"experiment": "e", "run_id": f"{label}_{budget}_seed{seed}", "label": label,
+                                 "budget": budgets[budget], "data": {"source": source}, "seed": seed,
+                                 "config": {"model": label}, "final": {"test_error": error[budget, source]},
+                                 "provenance": {"device": "d"}}, root=tmp_path)
 
     for label in ("a", "b"):
         for seed in (0, 1, 2):
-            store(label, "cpu", seed)
-    store("a", "paper", 0)  # a first paper run: not every label has one yet
+            store(label, "cpu", "cifar10-jpeg", seed)
+    assert store("a", "cpu", "cifar10-jpeg", 3) == tmp_path / "e" / "cifar10-jpeg" / "a_cpu_seed3.json"
+    store("a", "paper", "cifar10-jpeg", 0)  # a's largest budget is now paper; b stays at cpu
     runs = results.load("e", root=tmp_path)
-    assert runs.budgets == {"cpu"} and len(runs) == 6
-    store("b", "paper", 0)  # now both labels have paper runs: the figures switch, never mixing budgets
+    assert runs.basis() == {"a": {"budget": "paper", "source": "cifar10-jpeg"},
+                            "b": {"budget": "cpu", "source": "cifar10-jpeg"}}
+    summary = runs.summary()
+    assert (summary["a"]["n"], summary["a"]["mean"], summary["a"]["budget"]) == (1, 0.2, "paper")
+    assert (summary["b"]["n"], summary["b"]["mean"], summary["b"]["budget"]) == (3, 0.5, "cpu")
+    assert "paper on cifar10-jpeg: a" in runs.describe() and "cpu on cifar10-jpeg: b" in runs.describe()
+    # a smaller budget on a preferred source does not displace a larger one
+    store("b", "smoke", "cifar10-original", 0)
+    assert results.load("e", root=tmp_path).basis()["b"] == {"budget": "cpu", "source": "cifar10-jpeg"}
+    # at the same budget, the original pixels are preferred to torchvision's copy, then to the JPEG copy
+    for seed in (0, 1):
+        store("b", "cpu", "cifar10-original", seed)
+    store("a", "paper", "cifar10", 0)
     runs = results.load("e", root=tmp_path)
-    assert runs.budgets == {"paper"} and {k: v["mean"] for k, v in runs.summary().items()} == {"a": 0.1, "b": 0.1}
-    assert len(results.load("e", root=tmp_path, budget="all")) == 8
-    assert results.load("e", root=tmp_path, budget="cpu").budgets == {"cpu"}
-    with pytest.raises(ValueError, match="stored budgets: cpu, paper"):
-        results.load("e", root=tmp_path, budget="smoke")
+    assert runs.basis() == {"a": {"budget": "paper", "source": "cifar10"},
+                            "b": {"budget": "cpu", "source": "cifar10-original"}}
+    assert runs.summary()["b"]["mean"] == 0.4 and runs.summary()["b"]["n"] == 2
+    store("a", "paper", "cifar10-original", 1)
+    assert results.load("e", root=tmp_path).summary()["a"] | {"seeds": None} == {
+        "mean": 0.1, "std": 0.0, "n": 1, "seeds": None, "budget": "paper", "source": "cifar10-original"}
+    # forcing a budget and/or a source
+    forced = results.load("e", root=tmp_path, budget="cpu")
+    assert forced.basis() == {"a": {"budget": "cpu", "source": "cifar10-jpeg"},
+                              "b": {"budget": "cpu", "source": "cifar10-original"}}
+    jpeg = results.load("e", root=tmp_path, source="cifar10-jpeg")
+    assert jpeg.basis() == {"a": {"budget": "paper", "source": "cifar10-jpeg"},
+                            "b": {"budget": "cpu", "source": "cifar10-jpeg"}}
+    both = results.load("e", root=tmp_path, budget="cpu", source="cifar10-jpeg")
+    assert both.sources == {"cifar10-jpeg"} and both.budgets == {"cpu"} and len(both) == 7
+    assert set(results.load("e", root=tmp_path, budget="paper", source="cifar10-original").groups()) == {"a"}
+    with pytest.raises(ValueError, match="stored budgets: cpu, paper, smoke"):
+        results.load("e", root=tmp_path, budget="huge")
+    with pytest.raises(ValueError, match="stored sources: cifar10, cifar10-jpeg, cifar10-original"):
+        results.load("e", root=tmp_path, source="cifar10-imagefolder")
+    # everything, but statistics never pool budgets or sources
+    everything = results.load("e", root=tmp_path, budget="all")
+    assert len(everything) == 13
+    with pytest.raises(results.ResultsError, match="never pool"):
+        everything.summary()
     assert len(results.load("nothing", root=tmp_path)) == 0
 
 
@@ -432,3 +467,34 @@ def test_trainer_equals_a_plain_loop(tiny):
                 curves[key].append(value)
             losses, errors = [], []
     assert {k: record["curves"][k] for k in curves} == curves
+
+
+def test_results_are_filed_by_data_source_and_misfiled_records_refused(tmp_path):
+    rec = {"experiment": "e", "run_id": "r", "config": {"model": "m"}, "final": {"test_error": 0.5},
+           "provenance": {"device": "d"}, "budget": {"name": "cpu"}, "data": {"source": "cifar10-original"}, "seed": 0}
+    path = results.save_run(rec, root=tmp_path)
+    assert path == tmp_path / "e" / "cifar10-original" / "r.json"
+    assert results.has_run("e", "r", tmp_path, source="cifar10-original")
+    assert not results.has_run("e", "r", tmp_path, source="cifar10-jpeg")  # another source's run does not count
+    jpeg = results.save_run({**rec, "data": {"source": "cifar10-jpeg"}}, root=tmp_path)  # stored beside it
+    assert jpeg.parent.name == "cifar10-jpeg" and len(results.load("e", root=tmp_path, budget="all")) == 2
+    with pytest.raises(ValueError, match="data source"):
+        results.save_run({k: v for k, v in rec.items() if k != "data"}, root=tmp_path)
+    (tmp_path / "e" / "cifar10").mkdir()
+    path.rename(tmp_path / "e" / "cifar10" / "r.json")
+    with pytest.raises(results.ResultsError, match="records data source 'cifar10-original'"):
+        results.load("e", root=tmp_path)
+    (tmp_path / "e" / "cifar10" / "r.json").rename(tmp_path / "e" / "r.json")
+    with pytest.raises(results.ResultsError, match="old layout"):
+        results.load("e", root=tmp_path)
+
+
+def test_repository_results_are_filed_under_their_data_source():
+    from conftest import REPO
+
+    root = REPO / "data" / "results"
+    paths = sorted(root.glob("*/*/*.json"))
+    assert paths and not list(root.glob("*/*.json"))
+    for path in paths:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        assert (record["experiment"], record["data"]["source"]) == (path.parent.parent.name, path.parent.name)

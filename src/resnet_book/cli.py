@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import results
-from .data import DATA_ENV, DataNotFoundError, cache_dir, load_cifar10
+from .data import DATA_ENV, DataNotFoundError, cache_dir, data_source, load_cifar10
 from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, check_time_limit, train
 
 
@@ -92,10 +92,12 @@ def _cmd_train(a) -> int:
                          zero_init_residual=a.zero_init_residual, norm=a.norm, normalization=a.normalization,
                          val_size=a.val_size, lr=a.lr, warmup=a.warmup, iterations=a.iterations,
                          batch_size=a.batch_size, precision=a.precision, compile=a.compile)
-    if not a.no_save and results.has_run(a.experiment, config.run_id(), a.results):
-        raise FileExistsError(f"{results.record_path(a.experiment, config.run_id(), a.results)} is already stored; "
-                              f"delete it or pass another --experiment to train again")
-    ckpt = Path(a.checkpoint) if a.checkpoint else cache_dir() / "checkpoints" / a.experiment / f"{config.run_id()}.pt"
+    source = data_source(a.data)  # cheap: nothing is decoded
+    if not a.no_save and results.has_run(a.experiment, config.run_id(), a.results, source=source):
+        raise FileExistsError(f"{results.record_path(a.experiment, config.run_id(), a.results, source=source)} is "
+                              f"already stored; delete it or pass another --experiment to train again")
+    ckpt = (Path(a.checkpoint) if a.checkpoint
+            else cache_dir() / "checkpoints" / a.experiment / source / f"{config.run_id()}.pt")
     deadline = time.time() + a.time_limit if a.time_limit else None
     rec = train(config, data_root=a.data, device=a.device, checkpoint=ckpt, resume=a.resume, deadline=deadline,
                 cuda_graph=a.cuda_graph,

@@ -1,11 +1,17 @@
 """CIFAR-10 as tensors on the training device, with the paper's augmentation done in batches.
 
-Where the data comes from (one setting, :data:`DATA_ENV` or the ``root`` argument):
+Where the data comes from (one setting, :data:`DATA_ENV` or the ``root`` argument), and the data
+source name each is recorded under (:data:`SOURCES`):
 
-* nothing set -- torchvision's download of the original CIFAR-10 into the cache directory;
-* a folder with ``train/<class>/*`` and ``test/<class>/*`` image files (an "image folder", such as
-  the offline JPEG copy used in CI, whose results are labelled ``cifar10-jpeg``);
-* a folder holding torchvision's ``cifar-10-batches-py``.
+* nothing set -- torchvision's download of the original CIFAR-10 into the cache directory
+  (``cifar10``);
+* a folder of the original-pixels copy's checksummed parts (``cifar-10-batches-py.tar.xz.part*``
+  with ``SHA256SUMS`` and ``MD5SUMS-extracted``): checked, unpacked once into the cache and checked
+  again (``cifar10-original``, see :mod:`resnet_book.cifar_pickles`);
+* a ``cifar-10-batches-py`` folder (or its parent) whose files are torchvision's (``cifar10``) or
+  the original-pixels copy's (``cifar10-original``); any other files are refused;
+* a folder with ``train/<class>/*`` and ``test/<class>/*`` image files: the offline JPEG copy
+  (``cifar10-jpeg``) or any other image folder (``cifar10-imagefolder``).
 
 Whatever the source, the images are decoded once into a uint8 tensor file in the cache
 (:data:`CACHE_ENV`, default ``~/.cache/resnet_book``), so later loads take well under a second.
@@ -26,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import cifar_pickles as pk
 from ._io import atomic_torch_save
 
 DATA_ENV = "RESNET_BOOK_DATA"
@@ -34,9 +41,23 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 _CACHE_VERSION = 1
 
+#: The data sources a run can be trained on, with the description its record carries.
+SOURCES = {
+    "cifar10": "CIFAR-10 as torchvision downloads it (original pixels, original order)",
+    "cifar10-original": "CIFAR-10 with the original pixels (offline copy); "
+                        "image order differs from the original files",
+    "cifar10-jpeg": "CIFAR-10 re-encoded as JPEG (lossy offline copy)",
+    "cifar10-imagefolder": "a CIFAR-10-shaped image folder (train/<class>/*, test/<class>/*)",
+}
+_ACCEPTED = (
+    "an image folder (train/<class>/*.png|jpg and test/<class>/*), a cifar-10-batches-py folder "
+    "(torchvision's files or the original-pixels copy) or its parent, or the folder of the "
+    "original-pixels copy's parts (cifar-10-batches-py.tar.xz.part*, SHA256SUMS, MD5SUMS-extracted)"
+)
+
 
 class DataNotFoundError(FileNotFoundError):
-    """CIFAR-10 could not be found or downloaded; the message says how to provide it."""
+    """CIFAR-10 could not be found, checked or downloaded; the message says how to provide it."""
 
 
 def cache_dir() -> Path:
@@ -52,19 +73,38 @@ class CIFAR10:
     train_labels: Tensor
     test_images: Tensor
     test_labels: Tensor
-    source: str  # "cifar10" (torchvision), "cifar10-jpeg", or "cifar10-imagefolder"
+    source: str  # a key of SOURCES
     root: str
     classes: tuple[str, ...] = CLASSES
     val_images: Tensor | None = None
     val_labels: Tensor | None = None
+
+    @property
+    def description(self) -> str:
+        return SOURCES.get(self.source, self.source)
 
     def describe(self) -> str:
         val = f", {len(self.val_labels)} val" if self.val_labels is not None else ""
         return f"{self.source}: {len(self.train_labels)} train{val}, {len(self.test_labels)} test"
 
 
+def _progress(total: int, desc: str, unit: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", leave=False, disable=not enabled,
+                mininterval=1.0)
+
+
+# --- image folders
+
 def _is_image_folder(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "test").is_dir()
+
+
+def _image_folder_source(root: Path) -> str:
+    first = root / "train" / CLASSES[0]
+    suffixes = {p.suffix.lower() for _, p in zip(range(50), first.iterdir())} if first.is_dir() else set()
+    return "cifar10-jpeg" if suffixes and suffixes <= {".jpg", ".jpeg"} else "cifar10-imagefolder"
 
 
 def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
@@ -82,21 +122,37 @@ def _list_split(root: Path, split: str) -> list[tuple[Path, int]]:
     return files
 
 
-def _decode(files: list[tuple[Path, int]]) -> tuple[Tensor, Tensor]:
-    from PIL import Image
+def _decode(files: list[tuple[Path, int]], desc: str = "decoding images", progress: bool = True) -> tuple[Tensor, Tensor]:
+    from PIL import Image, UnidentifiedImageError
 
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
-    for i, (path, _) in enumerate(files):
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-        if arr.shape != (32, 32, 3):
-            raise ValueError(f"{path} is {arr.shape[1]}x{arr.shape[0]}; CIFAR-10 images are 32x32")
-        images[i] = arr
+    with _progress(len(files), desc, "img", progress) as bar:
+        for i, (path, _) in enumerate(files):
+            try:
+                with Image.open(path) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except (UnidentifiedImageError, OSError) as err:
+                raise DataNotFoundError(f"{path} is not a readable image ({type(err).__name__}); "
+                                        f"replace or remove that file") from None
+            if arr.shape != (32, 32, 3):
+                raise DataNotFoundError(f"{path} is {arr.shape[1]}x{arr.shape[0]}; CIFAR-10 images are 32x32")
+            images[i] = arr
+            if i % 500 == 499:
+                bar.update(500)
     labels = torch.tensor([lab for _, lab in files], dtype=torch.int64)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
 
 
-def _load_image_folder(root: Path) -> CIFAR10:
+def _load_cached(cached: Path) -> dict | None:
+    if cached.exists():
+        try:
+            return torch.load(cached, weights_only=True, mmap=True)  # pages are read on use
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            cached.unlink(missing_ok=True)
+    return None
+
+
+def _load_image_folder(root: Path, progress: bool = True) -> CIFAR10:
     train_files, test_files = _list_split(root, "train"), _list_split(root, "test")
     suffixes = {p.suffix.lower() for p, _ in train_files[:50] + test_files[:50]}
     source = "cifar10-jpeg" if suffixes <= {".jpg", ".jpeg"} else "cifar10-imagefolder"
@@ -104,16 +160,83 @@ def _load_image_folder(root: Path) -> CIFAR10:
         f"{_CACHE_VERSION}|{root.resolve()}|{len(train_files)}|{len(test_files)}|{train_files[-1][0].name}".encode()
     ).hexdigest()[:16]
     cached = cache_dir() / f"{source}-{key}.pt"
-    if cached.exists():
-        try:
-            t = torch.load(cached, weights_only=True, mmap=True)  # pages are read on use
-            return CIFAR10(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], source, str(root))
-        except Exception:  # a damaged cache is rebuilt, never trusted
-            cached.unlink(missing_ok=True)
-    xtr, ytr = _decode(train_files)
-    xte, yte = _decode(test_files)
+    if (t := _load_cached(cached)) is not None:
+        return CIFAR10(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], source, str(root))
+    xtr, ytr = _decode(train_files, f"decoding {root.name}/train (once; cached)", progress)
+    xte, yte = _decode(test_files, f"decoding {root.name}/test (once; cached)", progress)
     atomic_torch_save({"train_images": xtr, "train_labels": ytr, "test_images": xte, "test_labels": yte}, cached)
     return CIFAR10(xtr, ytr, xte, yte, source, str(root))
+
+
+# --- cifar-10-batches-py pickles and the original-pixels copy's parts
+
+_IDENTIFIED: dict[tuple, str] = {}
+
+
+def _stat_key(folder: Path) -> tuple:
+    return (str(folder.resolve()), *((n, (folder / n).stat().st_size, (folder / n).stat().st_mtime_ns)
+                                     for n in pk.DATA_FILES if (folder / n).is_file()))
+
+
+def _identify(folder: Path) -> str:
+    """The source of a batches folder (MD5s computed once per process for unchanged files)."""
+    key = _stat_key(folder)
+    if key not in _IDENTIFIED:
+        try:
+            _IDENTIFIED[key] = pk.identify(folder)
+        except pk.ChecksumError as err:
+            raise DataNotFoundError(str(err)) from None
+    return _IDENTIFIED[key]
+
+
+def _batches_folder(root: Path) -> Path | None:
+    for folder in (root, root / pk.FOLDER):
+        if pk.is_batches_folder(folder):
+            return folder
+    return None
+
+
+def _unpacked_dest(parts_folder: Path) -> Path:
+    sums = b"".join((parts_folder / n).read_bytes() for n in (pk.PARTS_SUMS, pk.EXTRACTED_SUMS)
+                    if (parts_folder / n).is_file())
+    return cache_dir() / f"cifar10-original-{hashlib.sha1(sums).hexdigest()[:16]}"
+
+
+def _unpack(parts_folder: Path, progress: bool = True) -> Path:
+    dest = _unpacked_dest(parts_folder)
+    if (dest / pk.FOLDER).is_dir():
+        return dest / pk.FOLDER
+    try:
+        total = 2 * sum(p.stat().st_size for p in pk.parts(parts_folder))  # checked, then unpacked
+        with _progress(total, f"checking and unpacking {parts_folder.name} (once; cached)", "B", progress) as bar:
+            return pk.unpack_parts(parts_folder, dest, bar.update)
+    except pk.ChecksumError as err:
+        raise DataNotFoundError(str(err)) from None
+
+
+def _batches_cache(folder: Path) -> Path:
+    key = hashlib.sha1(f"{_CACHE_VERSION}|{_stat_key(folder)}".encode()).hexdigest()[:16]
+    return cache_dir() / f"batches-{key}.pt"
+
+
+def _load_batches(folder: Path, root: Path) -> CIFAR10:
+    """The pickles of ``folder``, identified by their MD5s and decoded once; later loads read the
+    cache (keyed by the files' path, size and modification time), which also records the source."""
+    cached = _batches_cache(folder)
+    if (t := _load_cached(cached)) is None or t.get("source") not in SOURCES:
+        source = _identify(folder)
+        if pk.class_names(folder) != CLASSES:
+            raise DataNotFoundError(f"{folder / pk.META_FILE} does not name CIFAR-10's classes {CLASSES}")
+        xtr, ytr, xte, yte = (torch.from_numpy(a) for a in pk.read_batches(folder))
+        t = {"train_images": xtr.contiguous(), "train_labels": ytr, "test_images": xte.contiguous(),
+             "test_labels": yte, "source": source}
+        atomic_torch_save(t, cached)
+    return CIFAR10(t["train_images"], t["train_labels"], t["test_images"], t["test_labels"], t["source"], str(root))
+
+
+def _batches_source(folder: Path) -> str:
+    t = _load_cached(_batches_cache(folder))
+    return t["source"] if t is not None and t.get("source") in SOURCES else _identify(folder)
 
 
 def _load_torchvision(root: Path, download: bool) -> CIFAR10:
@@ -124,11 +247,10 @@ def _load_torchvision(root: Path, download: bool) -> CIFAR10:
         test = TV(str(root), train=False, download=download)
     except Exception as err:  # RuntimeError (not found) or URLError (offline)
         raise DataNotFoundError(
-            f"CIFAR-10 was not found under {root} and could not be downloaded ({type(err).__name__}: {err}).\n"
-            f"Provide it in one of these ways:\n"
-            f"  * set {DATA_ENV}=/path/to/cifar10 (or pass data=/ --data) pointing at a folder with "
-            f"train/<class>/*.png|jpg and test/<class>/*, or one holding torchvision's cifar-10-batches-py;\n"
-            f"  * or connect to the internet once so torchvision can download it into {root}."
+            f"CIFAR-10 was not found in the cache ({root}) and could not be downloaded "
+            f"({type(err).__name__}: {err}).\n"
+            f"Connect to the internet once so torchvision can download it there, or set {DATA_ENV}=FOLDER "
+            f"(or pass --data / data_root=) where FOLDER is {_ACCEPTED}."
         ) from err
 
     def tensors(ds):
@@ -139,17 +261,59 @@ def _load_torchvision(root: Path, download: bool) -> CIFAR10:
     return CIFAR10(xtr, ytr, xte, yte, "cifar10", str(root))
 
 
-def load_cifar10(root: str | os.PathLike | None = None, *, download: bool = True) -> CIFAR10:
-    """Load CIFAR-10 from ``root``, :data:`DATA_ENV`, or torchvision's download (in that order)."""
+# --- the one entry point
+
+def _locate(root: str | os.PathLike | None) -> tuple[str, Path]:
+    """What ``root`` (else :data:`DATA_ENV`) holds -- ``download``, ``images``, ``parts`` or
+    ``batches`` -- and where, without decoding anything; nothing is created on disk."""
     root = root or os.environ.get(DATA_ENV)
-    if root:
-        path = Path(root).expanduser()
-        if _is_image_folder(path):
-            return _load_image_folder(path)
-        if not path.exists() and not download:
-            raise DataNotFoundError(f"data folder {path} does not exist (set by argument or {DATA_ENV})")
+    if not root:
+        return "download", cache_dir() / "cifar10"
+    path = Path(root).expanduser()
+    where = f"(set by {DATA_ENV}, --data or data_root=)"
+    if not path.exists():
+        raise DataNotFoundError(f"data folder {path} does not exist {where}; it must be {_ACCEPTED}. "
+                                f"Unset it to use torchvision's download into the cache.")
+    if not path.is_dir():
+        raise DataNotFoundError(f"{path} is a file, not a folder {where}; the data setting must be {_ACCEPTED}.")
+    if _is_image_folder(path):
+        return "images", path
+    if pk.is_parts_folder(path):
+        return "parts", path
+    if _batches_folder(path) is not None:
+        return "batches", path
+    raise DataNotFoundError(f"{path} holds no CIFAR-10 {where}; it must be {_ACCEPTED}.")
+
+
+def data_source(root: str | os.PathLike | None = None) -> str:
+    """The data source (a key of :data:`SOURCES`) that :func:`load_cifar10` would load from
+    ``root``, found without decoding the images (a ``cifar-10-batches-py`` folder's MD5s are
+    computed, or read from the decoded cache)."""
+    kind, path = _locate(root)
+    if kind == "download":
+        return "cifar10"
+    if kind == "images":
+        return _image_folder_source(path)
+    if kind == "parts":
+        unpacked = _unpacked_dest(path) / pk.FOLDER
+        return _batches_source(unpacked) if unpacked.is_dir() else "cifar10-original"
+    return _batches_source(_batches_folder(path))
+
+
+def load_cifar10(root: str | os.PathLike | None = None, *, download: bool = True, progress: bool = True) -> CIFAR10:
+    """Load CIFAR-10 from ``root``, :data:`DATA_ENV`, or torchvision's download (in that order).
+
+    An explicit folder is never created nor downloaded into; torchvision's download (when
+    ``download``) goes only to the cache. ``progress`` shows a progress bar while a copy is
+    unpacked or decoded for the first time."""
+    kind, path = _locate(root)
+    if kind == "download":
         return _load_torchvision(path, download)
-    return _load_torchvision(cache_dir() / "cifar10", download)
+    if kind == "images":
+        return _load_image_folder(path, progress)
+    if kind == "parts":
+        return _load_batches(_unpack(path, progress), path)
+    return _load_batches(_batches_folder(path), path)
 
 
 def balanced_subset(images: Tensor, labels: Tensor, size: int | None, seed: int) -> tuple[Tensor, Tensor]:

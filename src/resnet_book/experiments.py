@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from . import analysis, results, scheduler, weights
-from .data import cache_dir, load_cifar10
+from .data import cache_dir, data_source, load_cifar10
 from .train import BUDGETS, TrainConfig, dataset_for, error_rate, train
 
 
@@ -178,18 +178,23 @@ def reproduce(
     """Run what ``name`` still needs, ``parallel`` runs at a time; return counts of runs
     ``stored``/``trained``/``reused``/``extended``/``mismatched``, the runs that ``failed`` (with
     one line each: the others went on) and whether it ``finished`` (False when the time limit
-    paused a run or left runs unstarted, or a run failed: call again to continue)."""
+    paused a run or left runs unstarted, or a run failed: call again to continue).
+
+    Only runs stored for the data source that ``data_root`` holds count: runs on another source
+    (say ``cifar10-jpeg`` when training on ``cifar10-original``) are trained again and stored
+    beside them, under ``<experiment>/<source>/``."""
     exp = get(name)
     configs = exp.configs(budget, seeds)
     deadline = time.time() + time_limit if time_limit else None
     weights_root = weights.weights_root(weights_root, results_root)
+    source = data_source(data_root)  # cheap: nothing is decoded
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
-    todo = [(label, c) for label, c in configs if not results.has_run(name, c.run_id(), results_root)]
+    todo = [(label, c) for label, c in configs if not results.has_run(name, c.run_id(), results_root, source=source)]
     summary = {"stored": len(configs) - len(todo), "trained": 0, "reused": 0, "extended": 0, "mismatched": 0,
                "finished": True, "failed": []}
     remaining = []
     for label, config in todo:
-        found = _stored_elsewhere(name, config, exp.analyses.get(label, ()), results_root)
+        found = _stored_elsewhere(name, config, exp.analyses.get(label, ()), results_root, source)
         if found is None or _keeps_weights(exp, config):  # kept weights come from a run of this experiment
             remaining.append((label, config, None))
             continue
@@ -201,13 +206,14 @@ def reproduce(
     for label, config in configs:
         wanted = exp.analyses.get(label, ())
         need_weights = _keeps_weights(exp, config) and not weights.recorded(name, config.run_id(), weights_root)
-        if not (wanted or need_weights) or not results.has_run(name, config.run_id(), results_root):
+        if not (wanted or need_weights) or not results.has_run(name, config.run_id(), results_root, source=source):
             continue
-        stored = json.loads(results.record_path(name, config.run_id(), results_root).read_text(encoding="utf-8"))
+        stored = json.loads(results.record_path(name, config.run_id(), results_root, source=source)
+                            .read_text(encoding="utf-8"))
         missing = tuple(a for a in wanted if a not in stored.get("analysis", {})) + (("weights",) if need_weights else ())
         if missing:
             remaining.append((label, config, (stored, missing)))
-    _run_all(name, exp, remaining, summary, deadline=deadline, data_root=data_root, device=device,
+    _run_all(name, exp, remaining, summary, deadline=deadline, data_root=data_root, source=source, device=device,
              ckpt_root=ckpt_root, results_root=results_root, weights_root=weights_root, parallel=parallel,
              progress=progress, log=log)
     summary["stored"] += summary["trained"] + summary["reused"]
@@ -264,7 +270,7 @@ def _weights_locations(exp: Experiment) -> dict[tuple[str, str], str]:
     return weights.placement(kept)
 
 
-def _run_all(name, exp, todo, summary, *, deadline, data_root, device, ckpt_root, results_root, weights_root,
+def _run_all(name, exp, todo, summary, *, deadline, data_root, source, device, ckpt_root, results_root, weights_root,
              parallel, progress, log) -> None:
     """Train ``todo`` (``(label, config, extend)``), ``parallel`` at a time, storing each run as it ends."""
     if not todo:
@@ -277,12 +283,14 @@ def _run_all(name, exp, todo, summary, *, deadline, data_root, device, ckpt_root
         keep = "weights" in wanted
         if extend:
             extending[rid] = extend
-        jobs.append(RunJob(name, label, config, str(ckpt_root / name / f"{rid}.pt"),
+        jobs.append(RunJob(name, label, config, str(ckpt_root / name / source / f"{rid}.pt"),
                            analyses=tuple(a for a in wanted if a != "weights"),
                            expect_final=extend[0]["final"] if extend else None,
                            weights=str(weights.file_for(name, rid, places[(name, label)], weights_root)) if keep else None,
                            device=device, deadline=deadline, progress=progress and parallel == 1))
-    data = load_cifar10(data_root)  # also fills the decoded-image cache the workers read
+    data = load_cifar10(data_root, progress=progress)  # also fills the decoded-image cache the workers read
+    if data.source != source:
+        raise ValueError(f"{data_root or 'the default data'} probed as {source} but loaded as {data.source}")
     mps_started = False
     if parallel > 1:
         if scheduler.default_parallel_device(device) == "cuda":
@@ -338,7 +346,7 @@ def _store_outcome(o, summary: dict, extend, *, results_root, weights_root, log)
         summary["mismatched"] += 1
         log(f"  the re-run of {rid} ended with {rec['final']}, not the stored {extend[0]['final']} "
             f"(another device or library version?); {', '.join(names)} not added. Delete "
-            f"{results.record_path(job.experiment, rid, results_root)} to replace the run with one that has them.")
+            f"{results.record_path(job.experiment, rid, results_root, source=results.record_source(rec))} to replace the run with one that has them.")
         return
     if o.value["weights"]:
         location = "repo" if weights.weights_root(weights_root) in Path(job.weights).parents else "cache"
@@ -376,8 +384,9 @@ def store_run(record: dict, *, root=None, checkpoint: Path | None = None, again:
     try:
         return results.save_run(record, root=root, overwrite=overwrite)
     except results.ResultsError as err:
-        target = results.record_path(record["experiment"], record["run_id"], root)
-        spare = cache_dir() / "unstored" / record["experiment"] / f"{record['run_id']}.json"
+        source = results.record_source(record)
+        target = results.record_path(record["experiment"], record["run_id"], root, source=source)
+        spare = cache_dir() / "unstored" / record["experiment"] / source / f"{record['run_id']}.json"
         try:
             results.atomic_write_text(spare, json.dumps({"schema": results.SCHEMA, **record}, indent=1) + "\n")
             kept = f"the trained run's record was written to {spare}: copy it to {target}"
@@ -388,18 +397,20 @@ def store_run(record: dict, *, root=None, checkpoint: Path | None = None, again:
         raise results.ResultsError(f"{err}; {kept}{ckpt}") from None
 
 
-def _stored_elsewhere(name: str, config: TrainConfig, analyses, root) -> dict | None:
-    """A complete record of ``config`` stored by another experiment (with ``analyses``), if any."""
+def _stored_elsewhere(name: str, config: TrainConfig, analyses, root, source: str) -> dict | None:
+    """A complete record of ``config`` on data ``source`` stored by another experiment (with
+    ``analyses``), if any."""
     folder = results.results_root(root)
     want = json.loads(json.dumps(dataclasses.asdict(config)))
-    for path in sorted(folder.glob(f"*/{config.run_id()}.json")) if folder.is_dir() else []:
-        if path.parent.name == name:
+    for path in sorted(folder.glob(f"*/{source}/{config.run_id()}.json")) if folder.is_dir() else []:
+        if path.parent.parent.name == name:
             continue
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
         if (record.get("status") == "complete" and record.get("config") == want and "reused_from" not in record
+                and record.get("data", {}).get("source") == source
                 and set(analyses) <= set(record.get("analysis", {}))):
             return record
     return None

@@ -1,9 +1,14 @@
-"""Runs stored as JSON with full provenance: ``data/results/<experiment>/<run_id>.json``.
+"""Runs stored as JSON with full provenance: ``data/results/<experiment>/<source>/<run_id>.json``.
 
-A record holds the run's config, budget, data source (``cifar10`` or ``cifar10-jpeg``...), device,
-torch version, git commit, seed, wall time, throughput, curves and final metrics.  Files are
-written atomically (temp file + rename), so an interrupted write never leaves half a record, and
-an existing record is never overwritten by accident.
+A record holds the run's config, budget, data source (``cifar10-original``, ``cifar10``,
+``cifar10-jpeg`` or ``cifar10-imagefolder``; the folder it is stored in), device, torch version,
+git commit, seed, wall time, throughput, curves and final metrics.  Files are written atomically
+(temp file + rename), so an interrupted write never leaves half a record, and an existing record
+is never overwritten by accident.
+
+Statistics are per (label, budget, data source) and never pool budgets or sources: :func:`load`
+picks, for each label, its largest budget and, at that budget, the preferred source
+(:data:`SOURCE_PREFERENCE`), unless ``budget=``/``source=`` force one.
 """
 from __future__ import annotations
 
@@ -106,24 +111,35 @@ def provenance(device: torch.device | str) -> dict:
     }
 
 
-def record_path(experiment: str, run_id: str, root: str | os.PathLike | None = None) -> Path:
-    return results_root(root) / _check_name("experiment", experiment) / f"{_check_name('run id', run_id)}.json"
+def record_path(experiment: str, run_id: str, root: str | os.PathLike | None = None, *, source: str) -> Path:
+    """Where the run ``run_id`` of ``experiment`` trained on data ``source`` is stored."""
+    return (results_root(root) / _check_name("experiment", experiment) / _check_name("data source", source)
+            / f"{_check_name('run id', run_id)}.json")
+
+
+def record_source(record: dict) -> str:
+    try:
+        return record["data"]["source"]
+    except (KeyError, TypeError):
+        raise ValueError("a run record needs its data source (record['data']['source'])") from None
 
 
 def save_run(record: dict, *, root: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
-    """Store one run record (it must name its ``experiment`` and ``run_id``)."""
+    """Store one run record (it must name its ``experiment``, ``run_id`` and data source)."""
     for key in ("experiment", "run_id", "config", "final", "provenance"):
         if key not in record:
             raise ValueError(f"a run record needs {key!r}")
-    path = record_path(record["experiment"], record["run_id"], root)
+    path = record_path(record["experiment"], record["run_id"], root, source=record_source(record))
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; a stored run is never overwritten (delete it to re-run)")
     atomic_write_text(path, json.dumps({"schema": SCHEMA, **record}, indent=1, sort_keys=False) + "\n")
     return path
 
 
-def has_run(experiment: str, run_id: str, root: str | os.PathLike | None = None) -> bool:
-    return record_path(experiment, run_id, root).exists()
+def has_run(experiment: str, run_id: str, root: str | os.PathLike | None = None, *, source: str) -> bool:
+    """Whether ``run_id`` of ``experiment`` is stored for data ``source`` (another source's run
+    does not count)."""
+    return record_path(experiment, run_id, root, source=source).exists()
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -134,6 +150,21 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
     return mean, std
+
+
+#: Budgets from smallest to largest; the default view of a label is its largest budget.
+BUDGET_ORDER = ("smoke", "cpu", "paper")
+#: Among a label's runs at its largest budget, the data source shown by default.
+SOURCE_PREFERENCE = ("cifar10-original", "cifar10", "cifar10-jpeg", "cifar10-imagefolder")
+
+
+def _budget_rank(budget: dict) -> tuple[int, int]:
+    name = budget.get("name")
+    return (BUDGET_ORDER.index(name) if name in BUDGET_ORDER else -1, _scale(budget))
+
+
+def _source_rank(source: str) -> tuple[int, str]:
+    return (SOURCE_PREFERENCE.index(source) if source in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE), source)
 
 
 @dataclass
@@ -168,6 +199,23 @@ class Runs:
     def devices(self) -> set[str]:
         return {r["provenance"]["device"] for r in self.records}
 
+    def basis(self) -> dict[str, dict[str, str]]:
+        """Per label, the ``budget`` and data ``source`` its numbers come from (for captions).
+
+        A label whose runs mix budgets or sources (only possible with ``load(..., budget="all")``)
+        raises :class:`ResultsError`: its seeds cannot be summarised together."""
+        out = {}
+        for label, rs in self.groups().items():
+            kinds = {(r["budget"]["name"], r["data"]["source"]) for r in rs}
+            if len(kinds) > 1:
+                raise ResultsError(
+                    f"{self.experiment}: runs of {label!r} mix budgets/data sources "
+                    f"({', '.join(f'{b} on {s}' for b, s in sorted(kinds))}); statistics never pool them -- "
+                    f"pick one with .where(budget=..., source=...) or load(..., budget=..., source=...)")
+            (b, src), = kinds
+            out[label] = {"budget": b, "source": src}
+        return out
+
     def where(self, **match) -> "Runs":
         """Runs whose budget name / data source / label equal the given values."""
         keys = {"budget": lambda r: r["budget"]["name"], "source": lambda r: r["data"]["source"],
@@ -178,20 +226,30 @@ class Runs:
         return Runs(self.experiment, [r for r in self.records if all(keys[k](r) == v for k, v in match.items())])
 
     def summary(self, metric: str = "test_error") -> dict[str, dict]:
-        """Per label: mean, std and count of a final metric over seeds."""
+        """Per label: mean, std and count of a final metric over seeds, with the ``budget`` and
+        data ``source`` they come from (never pooled across either)."""
+        basis = self.basis()
         out = {}
         for label, rs in self.groups().items():
             vals = [r["final"][metric] for r in rs if metric in r["final"]]
             m, s = mean_std(vals)
-            out[label] = {"mean": m, "std": s, "n": len(vals), "seeds": sorted(r["seed"] for r in rs)}
+            out[label] = {"mean": m, "std": s, "n": len(vals), "seeds": sorted(r["seed"] for r in rs),
+                          **basis[label]}
         return out
 
     def describe(self) -> str:
-        """Where these numbers come from, for captions: budget(s), data source(s), device(s)."""
+        """Where these numbers come from, for captions: budget(s), data source(s), device(s);
+        when labels differ in budget or source, which label is which."""
         if not self.records:
             return f"no stored runs for {self.experiment!r}"
-        return (f"budget {', '.join(sorted(self.budgets))}; data {', '.join(sorted(self.sources))}; "
+        text = (f"budget {', '.join(sorted(self.budgets))}; data {', '.join(sorted(self.sources))}; "
                 f"device {', '.join(sorted(self.devices))}")
+        if len(self.budgets) > 1 or len(self.sources) > 1:
+            by: dict[str, list[str]] = defaultdict(list)
+            for label, b in self.basis().items():
+                by[f"{b['budget']} on {b['source']}"].append(label)
+            text += " (" + "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(by.items())) + ")"
+        return text
 
 
 def _scale(budget: dict) -> int:
@@ -199,35 +257,57 @@ def _scale(budget: dict) -> int:
     return int(budget.get("iterations") or 0) * int(budget.get("batch_size") or 0)
 
 
-def load(experiment: str, *, root: str | os.PathLike | None = None, budget: str = "largest") -> Runs:
-    """The stored runs of ``experiment`` (an empty :class:`Runs` if none), from one budget.
-
-    ``budget="largest"`` (the default) keeps the runs of the largest budget (most training images
-    seen) that has runs for *every* label stored for the experiment, so that a figure never mixes
-    budgets and switches to, say, the ``paper`` runs once each model has at least one; ``"all"``
-    keeps every run (seeds of different budgets are then pooled by label); a budget name keeps
-    that budget's runs.
-    """
-    folder = results_root(root) / _check_name("experiment", experiment)
+def _read(folder: Path) -> list[dict]:
+    """Every record under ``<experiment>/<source>/``; a record in the wrong place is refused."""
+    flat = sorted(folder.glob("*.json"))
+    if flat:
+        raise ResultsError(f"{flat[0]} is stored in the old layout; records live in "
+                           f"{folder}/<data source>/<run_id>.json (move it into its source's folder)")
     records = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for path in sorted(folder.glob("*/*.json")):
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ResultsError(f"{path} is not valid JSON ({err}); fix or remove that file") from err
-    runs = Runs(experiment, records)
-    if budget == "all" or not records:
-        return runs
-    stored = {r["budget"]["name"]: r["budget"] for r in records}
-    if budget != "largest":
-        if budget not in stored:
-            raise ValueError(f"no runs of {experiment!r} with budget {budget!r}; stored budgets: "
-                             f"{', '.join(sorted(stored))} (or 'largest', 'all')")
-        return runs.where(budget=budget)
-    labels = set(runs.groups())
-    for name in sorted(stored, key=lambda n: _scale(stored[n]), reverse=True):
-        chosen = runs.where(budget=name)
-        if set(chosen.groups()) == labels:
-            return chosen
-    raise ResultsError(f"no budget of {experiment!r} has runs for every label ({', '.join(sorted(labels))}); "
-                       f"load it with budget='all' or a budget name ({', '.join(sorted(stored))})")
+        source = record.get("data", {}).get("source") if isinstance(record, dict) else None
+        if source != path.parent.name:
+            raise ResultsError(f"{path} records data source {source!r} but is stored under "
+                               f"{path.parent.name!r}; move it to {folder}/{source}/")
+        records.append(record)
+    return records
+
+
+def load(experiment: str, *, root: str | os.PathLike | None = None, budget: str | None = None,
+         source: str | None = None) -> Runs:
+    """The stored runs of ``experiment`` (an empty :class:`Runs` if none), one budget and one data
+    source per label.
+
+    By default each label is shown at the largest budget it has (``smoke`` < ``cpu`` < ``paper``),
+    and, among the data sources it has at that budget, the first of :data:`SOURCE_PREFERENCE`
+    (``cifar10-original``, ``cifar10``, ``cifar10-jpeg``, ``cifar10-imagefolder``). Labels may then
+    differ in budget or source; :meth:`Runs.basis` (and ``summary``, ``describe``) say which is
+    which. ``budget=`` and/or ``source=`` force one (labels without it are left out);
+    ``budget="all"`` keeps every run (whose seeds :meth:`Runs.summary` then refuses to pool).
+    """
+    folder = results_root(root) / _check_name("experiment", experiment)
+    runs = Runs(experiment, _read(folder) if folder.is_dir() else [])
+    if budget == "all" or not runs.records:
+        return runs.where(source=source) if source and budget == "all" else runs
+    stored_budgets = sorted(runs.budgets)
+    stored_sources = sorted(runs.sources)
+    if budget is not None and budget != "largest":
+        runs = runs.where(budget=budget)
+    if source is not None:
+        runs = runs.where(source=source)
+    if not runs.records:
+        raise ValueError(f"no runs of {experiment!r} with budget {budget or 'any'} and data source {source or 'any'}; "
+                         f"stored budgets: {', '.join(stored_budgets)} (or 'all'); "
+                         f"stored sources: {', '.join(stored_sources)}")
+    keep = []
+    for label, rs in runs.groups().items():
+        top = max(_budget_rank(r["budget"]) for r in rs)
+        at_top = [r for r in rs if _budget_rank(r["budget"]) == top]
+        best = min(_source_rank(r["data"]["source"]) for r in at_top)
+        keep += [r for r in at_top if _source_rank(r["data"]["source"]) == best]
+    kept = {id(r) for r in keep}
+    return Runs(experiment, [r for r in runs.records if id(r) in kept])

@@ -456,7 +456,7 @@ def train(
         torch.backends.cudnn.benchmark = True
 
     # --- data: decoded once, subset chosen by data_seed, then resident on the device
-    full = data if data is not None else data_mod.load_cifar10(data_root)
+    full = data if data is not None else data_mod.load_cifar10(data_root, progress=progress)
     ds, normalize = dataset_for(config, full)
     batches = data_mod.TrainBatches(ds.train_images, ds.train_labels, normalize, batch_size=budget.batch_size,
                                     seed=config.seed, device=dev, rank=ctx.rank, world_size=ctx.world_size)
@@ -585,7 +585,8 @@ def run_record(config: TrainConfig, budget: Budget, state: RunState, *, step: in
         "budget": dataclasses.asdict(budget),
         "model": {"name": config.model, "family": spec.family, "depth": spec.depth, "residual": spec.residual,
                   "preact": spec.preact, "parameters": sum(p.numel() for p in model.parameters())},
-        "data": {"source": data.source, "root": data.root, "train_size": len(ds.train_labels),
+        "data": {"source": data.source, "description": data.description, "root": data.root,
+                 "train_size": len(ds.train_labels),
                  "test_size": len(ds.test_labels), "val_size": config.val_size,
                  "normalization": config.normalization, "augmentation": "pad 4 + random 32x32 crop + horizontal flip"},
         "provenance": {**provenance, "precision": precision.label,
