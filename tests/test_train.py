@@ -498,3 +498,17 @@ def test_repository_results_are_filed_under_their_data_source():
     for path in paths:
         record = json.loads(path.read_text(encoding="utf-8"))
         assert (record["experiment"], record["data"]["source"]) == (path.parent.parent.name, path.parent.name)
+
+
+def test_cli_names_a_corrupt_checkpoint_and_refuses_cuda_graph_without_a_gpu(tmp_path, tiny_folder):
+    ckpt = tmp_path / "run.pt"
+    ckpt.write_bytes(b"PK\x03\x04 half a zip file")
+    common = ["train", "--model", "resnet8", "--budget", "smoke", "--iterations", "2", "--data", str(tiny_folder),
+              "--results", str(tmp_path / "res"), "--quiet", "--device", "cpu"]
+    p = _cli(*common, "--checkpoint", str(ckpt), "--resume")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and err.startswith("error:") and str(ckpt) in err and "Delete it" in err, err
+    assert "Traceback" not in err and "weights_only" not in err and len(err.strip().splitlines()) == 1, err
+    p = _cli(*common, "--cuda-graph")
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 2 and "cuda_graph needs a CUDA device" in err and "Traceback" not in err, err

@@ -465,7 +465,9 @@ def train(
 
     # --- the network, SGD, and where a previous piece of this run left off
     model = build_network(config, dev, sync_batchnorm=ctx.enabled)
-    optimizer = make_optimizer(model, config, fused=cuda_graph)
+    # fused SGD on CUDA: one kernel for all parameters, and with fp16's GradScaler no host sync per step
+    # (the scaler hands it the scale and the inf flag on the device); the CPU keeps PyTorch's default
+    optimizer = make_optimizer(model, config, fused=dev.type == "cuda")
     scaler = precision.grad_scaler()
     state, start = RunState(warming_up=config.uses_warmup), 0
     ckpt_path = Path(checkpoint) if checkpoint else None
