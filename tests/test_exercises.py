@@ -34,8 +34,8 @@ def _solution_and_check_cells(path):
 def test_notebook_solutions_pass_their_checks(path):
     pairs = list(_solution_and_check_cells(path))
     assert pairs, f"{path.name} has no code exercise"
+    ns = {"torch": torch, "exercises": exercises, "analysis": analysis}  # shared: 2.6 uses 2.5's block
     for solution, check in pairs:
-        ns = {"torch": torch, "exercises": exercises, "analysis": analysis}
         exec(solution, ns)
         check = re.sub(r"^from resnet_book import exercises\s*$", "", check, flags=re.M)
         exec(check, ns)
@@ -375,3 +375,49 @@ def test_student_notebooks_run_up_to_the_exercises(tmp_path):
             elif c.cell_type == "code" and "exercises.check_" in c.source:
                 assert errors and errors[0]["ename"] == "ExerciseError", f"{path.name} cell {i}"
                 assert "not implemented yet" in errors[0]["evalue"]
+
+
+# --- build-it exercises --------------------------------------------------------------------------
+
+
+
+def _cells_defining(name):
+    for path in CHAPTERS:
+        for solution, check in _solution_and_check_cells(path):
+            if f"class {name}" in solution or f"def {name}" in solution:
+                return solution
+    raise AssertionError(f"no chapter defines {name}")
+
+
+def test_build_it_checks_name_the_failed_property():
+    from torch import nn
+
+    ns = {"torch": torch, "nn": nn, "exercises": exercises, "analysis": analysis}
+    exec(_cells_defining("MyBasicBlock"), ns)
+    good = ns["MyBasicBlock"]
+
+    class WithBias(good):
+        def __init__(self, i, o, s=1):
+            super().__init__(i, o, s)
+            self.conv1 = nn.Conv2d(i, o, 3, stride=s, padding=1, bias=True)
+
+    class NoFinalReLU(good):
+        def forward(self, x):
+            return torch.relu(super().forward(x)) - torch.relu(super().forward(x)) + self.bn2(
+                self.conv2(torch.relu(self.bn1(self.conv1(x))))) + (x if self.downsample is None else self.downsample(x))
+
+    class BNTwice(good):
+        def forward(self, x):
+            self.bn1(self.conv1(x))
+            return super().forward(x)
+
+    class NoStride(good):
+        def __init__(self, i, o, s=1):
+            super().__init__(i, o, s)
+            self.conv1 = nn.Conv2d(i, o, 3, stride=1, padding=1, bias=False)
+
+    for bad, match in ((WithBias, "state-dict keys differ.*conv1.bias"), (NoFinalReLU, "output differs.*ReLU"),
+                       (BNTwice, "running statistics update differently"), (NoStride, "forward pass fails.*strides")):
+        with pytest.raises(exercises.ExerciseError, match=match) as err:
+            exercises.check_basic_block(bad)
+        assert not re.search(r"\d\.\d", str(err.value))  # no values of the library's output

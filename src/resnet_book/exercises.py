@@ -516,3 +516,98 @@ def check_training_epochs(fn) -> str:
             hint = "how many images does the budget show in all, and how many different images does it have?"
         raise ExerciseError(f"for the {budget.name!r} budget your number is {_direction(got, want)}: {hint}")
     return "Correct: smoke 2.4, cpu 7.68 and paper 163.84 epochs; the cpu budget sees 0.47% of the paper's images."
+
+
+# --- build it: blocks and a network from nn layers ---------------------------------------------
+
+def _same_module(got, ref: torch.nn.Module, x: torch.Tensor, what: str) -> None:
+    """``got`` must be an ``nn.Module`` with ``ref``'s state-dict keys and shapes, load ``ref``'s
+    weights and statistics, and then compute what ``ref`` computes (eval mode, and in train mode
+    the same output and the same updated BN statistics)."""
+    if not isinstance(got, torch.nn.Module):
+        raise ExerciseError(f"{what}: return an nn.Module; got {type(got).__name__}")
+    ref_sd, got_sd = ref.state_dict(), got.state_dict()
+    missing, extra = [k for k in ref_sd if k not in got_sd], [k for k in got_sd if k not in ref_sd]
+    if missing or extra:
+        raise ExerciseError(f"{what}: the state-dict keys differ from the library's ({len(missing)} missing, e.g. "
+                            f"{missing[:2]}; {len(extra)} unexpected, e.g. {extra[:2]}). Name the layers as the "
+                            "exercise says (torchvision's names), and give convolutions no bias: BN follows them.")
+    wrong = [k for k in ref_sd if got_sd[k].shape != ref_sd[k].shape]
+    if wrong:
+        raise ExerciseError(f"{what}: {wrong[0]} has the wrong shape ({len(wrong)} tensors in all): check that "
+                            "layer's input and output channels and its kernel size.")
+    n_got, n_ref = count_parameters(got), count_parameters(ref)
+    if n_got != n_ref:
+        raise ExerciseError(f"{what}: your module has parameters {_direction(n_got, n_ref)} in number beyond its state "
+                            "dict's; every layer must be registered once (no unused layers).")
+    got.load_state_dict(ref_sd)
+    for mode in ("eval", "train"):
+        ref.train(mode == "train")
+        got.train(mode == "train")
+        with torch.no_grad():
+            want = ref(x.clone())
+            try:
+                out = got(x.clone())
+            except (RuntimeError, ValueError, TypeError) as err:
+                raise ExerciseError(f"{what}: your forward pass fails on an input of shape {tuple(x.shape)} "
+                                    f"({type(err).__name__}: {str(err).splitlines()[0]}): check the strides, the "
+                                    "channels and the shortcut.") from err
+        if not isinstance(out, torch.Tensor) or out.shape != want.shape:
+            raise ExerciseError(f"{what}: for an input of shape {tuple(x.shape)} the output's shape is wrong "
+                                f"({tuple(getattr(out, 'shape', ()))}): check the strides and the shortcut.")
+        if not torch.allclose(out, want, rtol=1e-4, atol=1e-5):
+            raise ExerciseError(f"{what}: with the library's weights your output differs ({mode} mode): check the "
+                                "order of the layers, where the ReLUs are (one after the addition), the strides and "
+                                "paddings, and the shortcut.")
+        if mode == "train":
+            stats = [k for k, v in ref.state_dict().items() if "running" in k and not torch.allclose(got.state_dict()[k], v)]
+            if stats:
+                raise ExerciseError(f"{what}: in train mode BN's running statistics update differently ({stats[0]}): "
+                                    "is every BN layer used exactly once, in its place?")
+    ref.eval()
+    got.eval()
+
+
+def check_basic_block(cls) -> str:
+    """``cls(in_channels, out_channels, stride)`` must build a basic residual block from ``nn``
+    layers, with the library's (torchvision's) layer names, an identity shortcut when the shape is
+    kept and option A's (``ShortcutA``, named ``downsample``) when it changes."""
+    from .models import BasicBlock
+    from .models.blocks import make_shortcut
+
+    torch.manual_seed(4)
+    for c_in, c_out, stride in ((16, 16, 1), (16, 32, 2), (32, 64, 2)):
+        ref = BasicBlock(c_in, c_out, stride, make_shortcut("A", c_in, c_out, stride))
+        with torch.no_grad():
+            for m in ref.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial BN, so a missing BN shows
+                    m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.5, 0.5)
+                    m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2)
+        got = _call(cls, c_in, c_out, stride)
+        _same_module(got, ref, torch.randn(4, c_in, 8, 8), f"{cls.__name__}({c_in}, {c_out}, stride={stride})")
+    return "Correct: your block matches the library's BasicBlock, weights, outputs and BN statistics."
+
+
+def check_bottleneck_block(cls) -> str:
+    """``cls(in_channels, width, stride)`` must build a bottleneck block (1x1 to ``width``, 3x3 with
+    the stride, 1x1 to ``4 * width``) with a projection shortcut (``downsample``: 1x1 convolution +
+    BN) exactly where the shape changes, as torchvision's ResNet-50 has it."""
+    from .models.blocks import Bottleneck, projection
+
+    torch.manual_seed(5)
+    for c_in, width, stride in ((64, 16, 1), (64, 32, 2), (16, 4, 1)):
+        changes = stride != 1 or c_in != 4 * width
+        ref = Bottleneck(c_in, width, stride, projection(c_in, 4 * width, stride) if changes else None)
+        got = _call(cls, c_in, width, stride)
+        _same_module(got, ref, torch.randn(3, c_in, 8, 8), f"{cls.__name__}({c_in}, {width}, stride={stride})")
+    return "Correct: your bottleneck matches the library's (and torchvision's) block, shortcut included."
+
+
+def check_resnet20(fn) -> str:
+    """``fn()`` must return a CIFAR ResNet-20 assembled from the learner's blocks that loads the
+    library's ``cifar_resnet(20)`` state dict and computes the same logits."""
+    torch.manual_seed(6)
+    ref = cifar_resnet(20)
+    got = _call(fn)
+    _same_module(got, ref, torch.randn(4, 3, 32, 32), "your ResNet-20")
+    return "Correct: your ResNet-20 loads the library's weights and gives identical outputs."
