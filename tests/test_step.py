@@ -147,7 +147,7 @@ def test_cuda_graph_step_matches_the_eager_step():
         lrs = [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
         stats = [step(x, y, lr).clone() for (x, y), lr in zip(batches, lrs)]
         torch.cuda.synchronize()
-        runs[graph] = (model.state_dict(), torch.stack(stats), window.clone())
+        runs[graph] = ({k: v.clone() for k, v in model.state_dict().items()}, torch.stack(stats), window.clone())
         if graph:
             assert step.captures == 1
             step(batches[0][0][:16], batches[0][1][:16], 0.001)  # another batch shape: captured again
