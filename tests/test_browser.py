@@ -2,7 +2,10 @@
 
 Fails on: any request that leaves localhost, a JavaScript page error, a local resource that does
 not load, an image that does not display, maths that MathJax did not typeset, a widget that does
-not render, or a solution toggle that does not open.
+not render, a widget control that does not change the figure it shows (the static book switches
+precomputed frames, `widgets.frame_selector`), a table printed as text instead of rendered as a
+table, a solution toggle that does not open, or content wider than the page at 1280 px (desktop)
+and 390 px (phone) that would need horizontal scrolling.
 
 Run after the book is built (`make test` does both). Under CI (CI=true) it must run; elsewhere it
 is skipped, with a notice, where Debian's Chromium is not installed.
@@ -14,6 +17,7 @@ import http.server
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -83,6 +87,91 @@ def _code_solutions(page_path: str) -> list[str]:
             for c in cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
 
 
+# A short fingerprint of what a frame widget shows now: the bytes of its image, or its HTML.
+FRAME_SHOWN = r"""async (box) => {
+  const img = box.querySelector('img');
+  if (img) {
+    const bytes = new Uint8Array(await (await fetch(img.src)).arrayBuffer());
+    let h = 2166136261;
+    for (const b of bytes) { h = Math.imul(h ^ b, 16777619) >>> 0; }
+    return `image ${bytes.length} bytes, hash ${h}`;
+  }
+  const content = box.querySelector('.widget-html-content');
+  return content ? `html ${content.innerHTML}` : 'nothing';
+}"""
+
+# Elements wider than their box (a horizontal scrollbar) or reaching past the page's right edge.
+TOO_WIDE = r"""() => {
+  const width = document.documentElement.clientWidth, out = [];
+  if (document.documentElement.scrollWidth > width + 1)
+    out.push(`the page is ${document.documentElement.scrollWidth}px wide in a ${width}px window`);
+  const main = document.querySelector('main') || document.body;
+  for (const e of main.querySelectorAll('pre, table, img, .cell_output, .output, .jupyter-widgets, div.math, mjx-container[display="true"]')) {
+    if (e.closest('.mobile-header, .bd-sidebar-primary, .bd-sidebar-secondary')) continue;
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    const name = e.tagName.toLowerCase() + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : '');
+    const text = (e.innerText || e.getAttribute('src') || '').slice(0, 60).replace(/\s+/g, ' ');
+    if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')
+      out.push(`${name} scrolls sideways (${e.scrollWidth}px in ${e.clientWidth}px): ${text}`);
+    else if (r.right > width + 1)
+      out.push(`${name} reaches past the page's right edge (${Math.round(r.right)}px > ${width}px): ${text}`);
+  }
+  return out;
+}"""
+
+# Output that looks like a table printed as text: three or more lines with numbers in two or more
+# columns separated by runs of spaces.
+TEXT_TABLES = r"""() => [...document.querySelectorAll('.cell_output pre, .output pre')]
+  .map(e => e.innerText)
+  .filter(t => t.split('\n').filter(line => /\S {2,}\S.* {2,}\S/.test(line) && /\d/.test(line)).length >= 3)
+  .map(t => t.slice(0, 100))"""
+
+
+def _shown_after_change(box, previous: str, timeout_s: float = 5.0) -> str:
+    """What ``box`` shows once it differs from ``previous`` (the frame is drawn asynchronously),
+    or still ``previous`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = box.evaluate(FRAME_SHOWN)
+        if now != previous or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def _check_frames(page, page_path: str) -> int:
+    """Every frame widget (a control over a Stack of precomputed frames): each step of its
+    control (every option of a dropdown, every position of a slider) changes the frame shown.
+    Returns how many widgets were checked."""
+    boxes = page.locator(".resnet-book-frames")
+    for i in range(boxes.count()):
+        box = boxes.nth(i)
+        box.scroll_into_view_if_needed()
+        select, handle = box.locator("select"), box.locator(".noUi-handle")
+        if select.count():
+            readout = select.first
+            steps = [lambda k=k: select.first.select_option(index=k) for k in range(select.locator("option").count())]
+        else:
+            assert handle.count() == 1, f"frame widget {i} on {page_path} has neither a dropdown nor a slider"
+            readout = box.locator(".widget-readout").first
+            handle.first.focus()
+            steps = [lambda: handle.first.press("Home")] + [lambda: handle.first.press("ArrowRight")] * 12
+        values, shown = [], []
+        for step in steps:
+            step()
+            value = readout.evaluate("e => e.value || e.innerText")
+            if values and value == values[-1]:  # the slider is at its last position
+                break
+            now = _shown_after_change(box, shown[-1]) if shown else box.evaluate(FRAME_SHOWN)
+            assert not shown or now != shown[-1], (
+                f"frame widget {i} on {page_path}: moving the control from {values[-1]!r} to {value!r} "
+                f"did not change the figure shown")
+            values.append(value)
+            shown.append(now)
+        assert len(values) >= 2, f"frame widget {i} on {page_path}: the control could not be moved ({values})"
+    return boxes.count()
+
+
 def pages() -> list[str]:
     skip = ("_static/", "_sources/", "vendor/", "_images/")
     return sorted(p.relative_to(SITE).as_posix() for p in SITE.rglob("*.html") if not p.relative_to(SITE).as_posix().startswith(skip))
@@ -96,7 +185,7 @@ def test_there_are_pages_to_check():
 
 @pytest.mark.parametrize("page_path", pages() or ["index.html"])
 def test_page_works_offline(server, browser, page_path):
-    ctx = browser.new_context()
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
     external, errors, failed = [], [], []
 
@@ -133,6 +222,12 @@ def test_page_works_offline(server, browser, page_path):
                                              '16px "Font Awesome 5 Brands"', '16px FontAwesome']
                                             .map(f => document.fonts.load(f).catch(() => null)))""")
         page.wait_for_load_state("networkidle")
+        # Frame widgets: moving each control changes the figure shown, with no kernel.
+        _check_frames(page, page_path)
+    # Tables: rendered as tables, not printed as aligned text.
+    text_tables = page.evaluate(TEXT_TABLES)
+    # Nothing needs horizontal scrolling at desktop width.
+    too_wide = page.evaluate(TOO_WIDE)
     # Figures and images: all loaded and displayed.
     broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
     # Solutions: hidden until their toggle is clicked, then shown.
@@ -170,3 +265,29 @@ def test_page_works_offline(server, browser, page_path):
     assert not errors, f"{page_path} raised page errors: {errors}"
     assert not failed, f"{page_path} failed to load: {failed}"
     assert not broken, f"{page_path} has images that do not display: {broken}"
+    assert not text_tables, f"{page_path} prints tables as text (return a resnet_book.tables.Table): {text_tables}"
+    assert not too_wide, f"{page_path} at 1280 px needs horizontal scrolling: {too_wide}"
+
+
+@pytest.mark.parametrize("page_path", pages() or ["index.html"])
+def test_page_fits_a_phone(server, browser, page_path):
+    """At 390 px (a phone), no table, code cell, figure or widget needs horizontal scrolling."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, is_mobile=True,
+                              has_touch=True)
+    page = ctx.new_page()
+    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname in ("127.0.0.1", None)
+               or r.request.url.startswith(("data:", "blob:")) else r.abort())
+    page.goto(f"{server}/{page_path}", wait_until="load")
+    page.wait_for_load_state("networkidle")
+    n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
+    if n_views:
+        page.wait_for_function(
+            f"() => document.querySelectorAll('.jupyter-widgets.widget-container, .jupyter-widgets.widget-inline-hbox').length >= {n_views}",
+            timeout=20_000)
+    if page.locator("span.math, div.math").count():
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('span.math, div.math')].every(e => e.querySelector('mjx-container'))",
+            timeout=20_000)
+    too_wide = page.evaluate(TOO_WIDE)
+    ctx.close()
+    assert not too_wide, f"{page_path} at 390 px needs horizontal scrolling: {too_wide}"
