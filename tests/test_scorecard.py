@@ -178,3 +178,8 @@ def test_report_lists_every_claim_with_its_verdict_and_evidence():
     assert "- **deeper is better** (here): *reproduced at paper scale*" in text
     assert "  - paper budget (cifar10): a32 − a20 = -1.00 points" in text and "ImageNet \\| top-1" in text
     assert report.counts()["quoted only"] == 1 and "**" not in str(report)
+
+
+def test_report_states_a_quoted_claims_note_once():
+    text = str(scorecard.Report(evaluate([QuotedClaim("q", "ImageNet", "Table 3", note="not trained here")], [])))
+    assert text.count("not trained here") == 1

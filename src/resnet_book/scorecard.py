@@ -327,12 +327,12 @@ _TABLE6 = ("reversal", "table6")
 
 # The CIFAR-10 claims of He et al. (2016), Sec. 4.2, and one of the follow-up (He et al. 2016b).
 CLAIMS = (
-    Claim("degradation", "Deeper plain networks have higher training error", "Sec. 4.2, Fig. 6 (left)",
+    Claim("degradation", "Deeper plain networks have higher training error", "Sec. 4.2, Fig. 6 left",
           chain=_depths("plain")[::-1], metric="train_error", experiments=("degradation", "table6")),
     Claim("residual-trains-better", "At equal depth the ResNet has lower training error than the plain net",
-          "Sec. 4.2, Fig. 6 (left vs middle)", pairs=tuple((f"plain{d}", f"resnet{d}") for d in (20, 32, 44, 56, 110)),
+          "Sec. 4.2, Fig. 6 left vs middle", pairs=tuple((f"plain{d}", f"resnet{d}") for d in (20, 32, 44, 56, 110)),
           metric="train_error", experiments=("degradation", "reversal", "table6")),
-    Claim("deeper-resnets-better", "Deeper ResNets have lower test error", "Table 6, Fig. 6 (middle)",
+    Claim("deeper-resnets-better", "Deeper ResNets have lower test error", "Table 6, Fig. 6 middle",
           chain=_depths("resnet"), metric="test_error", experiments=_TABLE6),
     Claim("responses-smaller", "ResNets have smaller layer responses than plain nets of the same depth",
           "Sec. 4.2, Fig. 7", pairs=tuple((f"plain{d}", f"resnet{d}") for d in (20, 56, 110)), metric="response_std",
@@ -347,9 +347,13 @@ CLAIMS = (
     ValueClaim("resnet110", "ResNet-110 test error 6.61 ± 0.16% (mean of 5 runs; the best run 6.43%)", "Table 6",
                "resnet110", 6.61, std=0.16, experiments=_TABLE6),
     QuotedClaim("resnet1202", "ResNet-1202: training error below 0.1%, test error 7.93% (overfitting)",
-                "Table 6, Fig. 6 (right)", "one run in the paper; none stored here"),
+                "Table 6, Fig. 6 right", "one run in the paper; none stored here"),
+    QuotedClaim("imagenet-depth", "ImageNet: plain-34 has higher error than plain-18, ResNet-34 lower than ResNet-18",
+                "Table 2, Fig. 4", "ImageNet is not trained here (chapter 6 quotes the tables)"),
+    QuotedClaim("imagenet-152", "ImageNet: ResNet-152 reaches 19.38% top-1 / 4.49% top-5 (single model); an ensemble "
+                "3.57% top-5 on the test set", "Tables 4 and 5", "ImageNet is not trained here"),
     Claim("preactivation", "The pre-activation unit has lower test error than the original unit",
-          "Identity Mappings, Table 3 (ResNet-110: 6.61 → 6.37%)", pairs=(("resnet56", "preresnet56"),),
+          "Identity Mappings, Table 3: ResNet-110 6.61 → 6.37%", pairs=(("resnet56", "preresnet56"),),
           metric="test_error", experiments=("preactivation",),
           note="the follow-up's numbers are for ResNet-110 and -164; ours are ResNet-56"),
 )
@@ -393,7 +397,7 @@ class Report:
         for v in self.verdicts:
             lines.append(f"- {bold}{v.claim.text}{bold} ({v.claim.where}): {italic}{v.verdict}{italic}")
             lines += [f"  - {e}" for e in v.evidence]
-            if getattr(v.claim, "note", ""):
+            if getattr(v.claim, "note", "") and v.claim.note not in v.evidence:
                 lines.append(f"  - note: {v.claim.note}")
         return lines
 
