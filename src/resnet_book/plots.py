@@ -182,7 +182,7 @@ def fig6_curves(panels: dict[str, Runs], *, title: str | None = None, ylim: tupl
     and dashed, test error bold, mean line and ± std band over seeds, iterations in units of 1e4
     and the paper's 0-20% error axis.  Each panel's runs must share one budget and data source."""
     style()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.8), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(6.0, 4.3 * len(panels)), 3.8), sharey=True)
     axes = np.atleast_1d(axes)
     lines = []
     for ax, (name, runs) in zip(axes, panels.items()):
