@@ -183,3 +183,16 @@ def test_report_lists_every_claim_with_its_verdict_and_evidence():
 def test_report_states_a_quoted_claims_note_once():
     text = str(scorecard.Report(evaluate([QuotedClaim("q", "ImageNet", "Table 3", note="not trained here")], [])))
     assert text.count("not trained here") == 1
+
+
+def test_shared_source_is_the_preferred_source_every_label_has():
+    from resnet_book.results import Runs
+
+    plain = Runs("p", _runs("plain20", "cpu", "cifar10-jpeg", [50, 51]) + _runs("plain56", "cpu", "cifar10-jpeg", [70, 71]))
+    res = Runs("r", _runs("resnet20", "cpu", "cifar10-jpeg", [45, 46]) + _runs("resnet56", "cpu", "cifar10-jpeg", [60, 61])
+               + _runs("resnet20", "cpu", "cifar10-original", [40, 41]))
+    assert scorecard.shared_source(plain, res, budget="cpu") == "cifar10-jpeg"  # resnet56 has no original runs
+    res.records += _runs("resnet56", "cpu", "cifar10-original", [55, 56])
+    plain.records += _runs("plain20", "cpu", "cifar10-original", [48, 49]) + _runs("plain56", "cpu", "cifar10-original", [66, 67])
+    assert scorecard.shared_source(plain, res, budget="cpu") == "cifar10-original"
+    assert scorecard.shared_source(plain, res, budget="paper") is None

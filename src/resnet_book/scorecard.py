@@ -23,10 +23,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from . import results
 from .results import mean_std
 
 VERDICTS = ("reproduced at paper scale", "reduced scale only", "not reproduced", "quoted only")
-SOURCE_PREFERENCE = ("cifar10-original", "cifar10", "cifar10-jpeg")  # original pixels first
+SOURCE_PREFERENCE = results.SOURCE_PREFERENCE  # original pixels first
 
 # two-sided 5% critical values of Student's t (standard tables), by degrees of freedom
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -408,3 +409,17 @@ class Report:
         return "\n".join(self._lines("", ""))
 
     __repr__ = __str__
+
+
+def shared_source(*runs: "results.Runs", budget: str) -> str | None:
+    """The data source (first in :data:`SOURCE_PREFERENCE`) on which *every* label of every given
+    :class:`~resnet_book.results.Runs` has at least one run at ``budget``, so that a comparison
+    between them (e.g. plain against ResNet at each depth) never crosses sources; ``None`` if
+    there is none.  Pass runs loaded with ``budget="all"``."""
+    labels = [(r, set(r.where(budget=budget).groups())) for r in runs]
+    if not any(found for _, found in labels):
+        return None
+    for source in (*SOURCE_PREFERENCE, *sorted({s for r in runs for s in r.sources} - set(SOURCE_PREFERENCE))):
+        if all(found <= set(r.where(budget=budget, source=source).groups()) for r, found in labels):
+            return source
+    return None
