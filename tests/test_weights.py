@@ -60,12 +60,14 @@ def test_table6_shaped_experiment_at_smoke_scale(tiny_folder, tmp_path, monkeypa
 
     manifest = json.loads((tmp_path / "weights" / "MANIFEST.json").read_text())
     files = manifest["files"]
-    assert sorted(files) == ["t6/plain8_smoke_seed0", "t6/resnet8_smoke_seed0"]  # seed 0 of each model only
-    assert files["t6/plain8_smoke_seed0"]["location"] == "repo" and files["t6/resnet8_smoke_seed0"]["location"] == "cache"
-    assert (tmp_path / "weights" / "t6" / "plain8_smoke_seed0.pt").exists()
-    cached = weights.cache_weights_dir() / "t6" / "resnet8_smoke_seed0.pt"
-    assert cached.exists() and not (tmp_path / "weights" / "t6" / "resnet8_smoke_seed0.pt").exists()
-    entry = files["t6/resnet8_smoke_seed0"]
+    src = "cifar10-imagefolder"  # the data source, as in the results' folders
+    assert sorted(files) == [f"t6/{src}/plain8_smoke_seed0", f"t6/{src}/resnet8_smoke_seed0"]  # seed 0 only
+    plain_entry, entry = files[f"t6/{src}/plain8_smoke_seed0"], files[f"t6/{src}/resnet8_smoke_seed0"]
+    assert plain_entry["location"] == "repo" and entry["location"] == "cache"
+    assert (tmp_path / "weights" / "t6" / src / "plain8_smoke_seed0.pt").exists()
+    cached = weights.cache_weights_dir() / "t6" / src / "resnet8_smoke_seed0.pt"
+    assert cached.exists() and not (tmp_path / "weights" / "t6" / src / "resnet8_smoke_seed0.pt").exists()
+    assert entry["path"] == f"t6/{src}/resnet8_smoke_seed0.pt" and entry["data_source"] == src
     assert entry["sha256"] == weights.sha256(cached) and entry["bytes"] == cached.stat().st_size
     assert entry["config"]["model"] == "resnet8" and entry["run_id"] == "resnet8_smoke_seed0" and "rule" in manifest
     state = torch.load(cached, weights_only=True)
@@ -99,7 +101,7 @@ def test_table6_shaped_experiment_at_smoke_scale(tiny_folder, tmp_path, monkeypa
     cached.unlink()
     with pytest.raises(weights.WeightsError, match="is not here"):
         weights.load_weights("t6", "resnet8", root=tmp_path / "weights")
-    with pytest.raises(weights.WeightsError, match="kept: plain8 seed 0 \\(smoke\\), resnet8 seed 0 \\(smoke\\)"):
+    with pytest.raises(weights.WeightsError, match=f"kept: plain8 seed 0 \\(smoke, {src}\\), resnet8 seed 0"):
         weights.load_weights("t6", "resnet8", seed=1, root=tmp_path / "weights")
     assert isinstance(weights.load_weights("t6", "plain8", root=tmp_path / "weights"), torch.nn.Module)
 

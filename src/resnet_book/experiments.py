@@ -231,7 +231,8 @@ class RunJob:
     checkpoint: str
     analyses: tuple[str, ...] = ()
     expect_final: dict | None = None  # a re-run that adds analyses must end with exactly these metrics
-    weights: str | None = None  # keep the final weights (fp16) in this file
+    weights: str | None = None  # "repo" or "cache": keep the final weights (fp16) there (weights.file_for)
+    weights_root: str | None = None
     device: str | None = None
     deadline: float | None = None
     progress: bool = False
@@ -250,11 +251,14 @@ def train_run(job: RunJob, data) -> dict:
         return out
     ds, normalize = dataset_for(job.config, data)  # the run's own images, prepared once for all analyses
     if job.weights:
-        saved = weights.save(model, Path(job.weights))
+        path = weights.file_for(job.experiment, rec["run_id"], job.weights, job.weights_root,
+                                source=rec["data"]["source"])
+        saved = weights.save(model, path)
         kept = weights.build_for(rec["config"])  # what weights.load_weights gives a reader
-        kept.load_state_dict(torch.load(job.weights, map_location="cpu", weights_only=True))
+        kept.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         kept = kept.to(next(model.parameters()).device)
-        out["weights"] = {**saved, "test_error_fp16": error_rate(kept, ds.test_images, ds.test_labels, normalize)}
+        out["weights"] = {**saved, "file": str(path),
+                          "test_error_fp16": error_rate(kept, ds.test_images, ds.test_labels, normalize)}
     out["analysis"] = {a: ANALYSES[a](model, job.config, ds, normalize) for a in job.analyses}
     return out
 
@@ -286,7 +290,7 @@ def _run_all(name, exp, todo, summary, *, deadline, data_root, source, device, c
         jobs.append(RunJob(name, label, config, str(ckpt_root / name / source / f"{rid}.pt"),
                            analyses=tuple(a for a in wanted if a != "weights"),
                            expect_final=extend[0]["final"] if extend else None,
-                           weights=str(weights.file_for(name, rid, places[(name, label)], weights_root)) if keep else None,
+                           weights=places[(name, label)] if keep else None, weights_root=str(weights_root),
                            device=device, deadline=deadline, progress=progress and parallel == 1))
     data = load_cifar10(data_root, progress=progress)  # also fills the decoded-image cache the workers read
     if data.source != source:
@@ -349,10 +353,11 @@ def _store_outcome(o, summary: dict, extend, *, results_root, weights_root, log)
             f"{results.record_path(job.experiment, rid, results_root, source=results.record_source(rec))} to replace the run with one that has them.")
         return
     if o.value["weights"]:
-        location = "repo" if weights.weights_root(weights_root) in Path(job.weights).parents else "cache"
-        entry = weights.entry_for(rec, o.value["weights"], location, weights_root)
+        kept = dict(o.value["weights"])
+        file = kept.pop("file")
+        entry = weights.entry_for(rec, kept, job.weights, weights_root)
         weights.add_to_manifest(entry, weights_root)
-        log(f"  kept its fp16 weights ({entry['bytes'] / 1e6:.2f} MB, {location}): {job.weights}")
+        log(f"  kept its fp16 weights ({entry['bytes'] / 1e6:.2f} MB, {job.weights}): {file}")
     measured = o.value["analysis"]
     if extend:
         stored = extend[0]

@@ -99,9 +99,16 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_for(experiment: str, run_id: str, location: str, root=None) -> Path:
+def file_for(experiment: str, run_id: str, location: str, root=None, *, source: str) -> Path:
+    """Where the kept weights of ``run_id`` (trained on data ``source``) live: ``<experiment>/<source>/``
+    under :func:`weights_root` (``location="repo"``) or the cache (``"cache"``), like the results."""
     base = weights_root(root) if location == "repo" else cache_weights_dir()
-    return base / experiment / f"{run_id}.pt"
+    return base / experiment / source / f"{run_id}.pt"
+
+
+def key(experiment: str, source: str, run_id: str) -> str:
+    """A run's name in the manifest."""
+    return f"{experiment}/{source}/{run_id}"
 
 
 def save(model: nn.Module, path: Path) -> dict:
@@ -124,7 +131,7 @@ def read_manifest(root=None) -> dict:
 def add_to_manifest(entry: dict, root=None) -> Path:
     """Record one kept file (keyed ``<experiment>/<run_id>``); written atomically."""
     manifest = read_manifest(root)
-    manifest["files"][f"{entry['experiment']}/{entry['run_id']}"] = entry
+    manifest["files"][key(entry["experiment"], entry["data_source"], entry["run_id"])] = entry
     manifest["files"] = dict(sorted(manifest["files"].items()))
     path = weights_root(root) / MANIFEST_NAME
     text = json.dumps(manifest, indent=1) + "\n"
@@ -141,29 +148,39 @@ def entries(experiment: str | None = None, root=None) -> list[dict]:
     return [e for e in read_manifest(root)["files"].values() if experiment in (None, e["experiment"])]
 
 
-def recorded(experiment: str, run_id: str, root=None) -> bool:
-    """Whether the manifest names this run's kept weights (the file may be on another machine's cache)."""
-    return f"{experiment}/{run_id}" in read_manifest(root)["files"]
+def recorded(experiment: str, run_id: str, root=None, *, source: str | None = None) -> bool:
+    """Whether the manifest names this run's kept weights (on data ``source``; None: any source).
+    The file itself may be in another machine's cache."""
+    return any(e["experiment"] == experiment and e["run_id"] == run_id and source in (None, e["data_source"])
+               for e in read_manifest(root)["files"].values())
 
 
-def load_weights(experiment: str, label: str, *, seed: int = 0, budget: str | None = None, root=None,
-                 device: str | torch.device = "cpu") -> nn.Module:
-    """The trained network ``label`` of ``experiment`` (seed ``seed``; the largest budget kept
-    unless ``budget`` is given), in eval mode, after checking the file's sha256 against the
-    manifest. The fp16 weights are loaded into the usual fp32 model."""
+def load_weights(experiment: str, label: str, *, seed: int = 0, budget: str | None = None,
+                 source: str | None = None, root=None, device: str | torch.device = "cpu") -> nn.Module:
+    """The trained network ``label`` of ``experiment`` (seed ``seed``; the largest budget kept and,
+    at that budget, the preferred data source, unless ``budget``/``source`` are given), in eval
+    mode, after checking the file's sha256 against the manifest. The fp16 weights are loaded into
+    the usual fp32 model."""
+    from . import results
     from .train import BUDGETS
 
     found = [e for e in entries(experiment, root) if e["label"] == label and e["seed"] == seed
-             and budget in (None, e["config"]["budget"])]
+             and budget in (None, e["config"]["budget"]) and source in (None, e["data_source"])]
     if not found:
-        have = sorted({(e["label"], e["seed"], e["config"]["budget"]) for e in entries(experiment, root)})
+        have = sorted({(e["label"], e["seed"], e["config"]["budget"], e["data_source"])
+                       for e in entries(experiment, root)})
         raise WeightsError(f"no kept weights of {experiment!r} {label!r} seed {seed}"
-                           + (f" at budget {budget!r}" if budget else "") + "; kept: "
-                           + (", ".join(f"{lab} seed {s} ({b})" for lab, s, b in have) or "none")
+                           + (f" at budget {budget!r}" if budget else "") + (f" on {source}" if source else "")
+                           + "; kept: " + (", ".join(f"{lab} seed {s} ({b}, {src})" for lab, s, b, src in have) or "none")
                            + f". `python -m resnet_book reproduce {experiment}` trains and keeps them.")
-    order = list(BUDGETS)
-    entry = max(found, key=lambda e: order.index(e["config"]["budget"]) if e["config"]["budget"] in order else -1)
-    path = file_for(experiment, entry["run_id"], entry["location"], root)
+    order, preferred = list(BUDGETS), list(getattr(results, "SOURCE_PREFERENCE", ()))
+
+    def rank(e):
+        b, s = e["config"]["budget"], e["data_source"]
+        return (order.index(b) if b in order else -1, -preferred.index(s) if s in preferred else -len(preferred))
+
+    entry = max(found, key=rank)
+    path = file_for(experiment, entry["run_id"], entry["location"], root, source=entry["data_source"])
     again = (f"`python -m resnet_book reproduce {experiment} --budget {entry['config']['budget']} --seeds {seed}` "
              f"trains it again")
     if not path.exists():
@@ -184,7 +201,8 @@ def entry_for(record: dict, saved: dict, location: str, root=None) -> dict:
     """The manifest entry of a run's kept weights."""
     return {"experiment": record["experiment"], "label": record["label"], "run_id": record["run_id"],
             "seed": record["seed"], "config": record["config"], "location": location,
-            "path": str(file_for(record["experiment"], record["run_id"], location, root).relative_to(
+            "path": str(file_for(record["experiment"], record["run_id"], location, root,
+                                 source=record["data"]["source"]).relative_to(
                 weights_root(root) if location == "repo" else cache_weights_dir())),
             "dtype": "float16", "parameters": record["model"]["parameters"], **saved,
             "data_source": record["data"]["source"], "final": record["final"],
