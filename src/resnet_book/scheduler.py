@@ -7,7 +7,9 @@ current job, and a fresh worker takes the next one.  ``parallel=1`` runs the job
 one after the other, with the same reporting.
 
 Workers are started with ``multiprocessing``'s *spawn* method (a fresh interpreter: safe with CUDA,
-the same on every platform) and live until the queue is empty, so the import of torch and the load
+the same on every platform; a script that calls this must do so under
+``if __name__ == "__main__":``, as with any spawn-based multiprocessing -- the command line and
+notebooks need nothing) and live until the queue is empty, so the import of torch and the load
 of the data are paid once per worker, not once per job.  On the CPU each worker gets
 ``max(1, threads // N)`` of the threads this process would use, so N workers share the cores
 instead of fighting over them.
