@@ -80,8 +80,8 @@ def test_bench_measures_both_pipelines(tiny):
     assert r["precision"] == "fp32"  # "auto" on the CPU is the trainer's fp32
     assert run_bench(tiny, model="resnet8", batch_size=32, steps=1, warmup=0, workers=0,
                      precision="bf16")["precision"] == "bf16 autocast"
-    with pytest.raises(ValueError, match="allowed: auto, fp32, bf16"):
-        run_bench(tiny, model="resnet8", precision="fp16")
+    with pytest.raises(ValueError, match="allowed: auto, fp32, bf16, fp16"):
+        run_bench(tiny, model="resnet8", precision="fp8")
 
 
 def test_lesion_study_drops_each_block_and_random_sets(batch):

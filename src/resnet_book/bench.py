@@ -3,7 +3,8 @@
 Both train the same model with the same optimiser on the same device, in one process:
 
 * **ours** -- the whole dataset on the device as uint8, batched crop/flip with tensor ops,
-  channels_last, and the trainer's precision: ``"auto"`` is bf16 autocast on CUDA and fp32 on the
+  channels_last, and the trainer's precision (:func:`step.resolve_precision`): ``"auto"`` is bf16
+  autocast on GPUs with native bf16, fp16 autocast + GradScaler on older GPUs and fp32 on the
   CPU, ``"bf16"`` forces bf16 autocast (worth it on CPUs with native bf16 instructions, e.g.
   AVX512-BF16 or AMX), ``"fp32"`` forces fp32; with ``compile=True`` also ``torch.compile``
   (compilation is done in the warm-up steps and not timed);
@@ -14,7 +15,6 @@ Images per second are measured over the same number of timed steps after warm-up
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 
@@ -24,6 +24,7 @@ import torch.nn.functional as nnf
 from .data import CIFAR10, Normalize, TrainBatches
 from .models import build_model
 from .results import device_name
+from .step import resolve_precision
 
 
 class _PILCIFAR(torch.utils.data.Dataset):
@@ -75,10 +76,8 @@ def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, 
     from torchvision import transforms
 
     check_bench_args(steps=steps, warmup=warmup, batch_size=batch_size, workers=workers)
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"unknown precision {precision!r}; allowed: auto, fp32, bf16")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    use_bf16 = precision == "bf16" or (precision == "auto" and dev.type == "cuda")
+    prec = resolve_precision(precision, dev)  # the trainer's choice: bf16, fp16 + GradScaler, or fp32
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
@@ -91,6 +90,7 @@ def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, 
     cl = True  # channels_last helps on GPUs and on CPUs (oneDNN)
     net = net.to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    scaler = prec.grad_scaler()
     fwd = torch.compile(net) if compile else net  # compilation happens during the warm-up steps
     norm = Normalize(images)
     batches = TrainBatches(images, labels, norm, batch_size=batch_size, seed=seed, device=dev)
@@ -101,12 +101,13 @@ def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, 
         counter["step"] += 1
         if cl:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
+        with prec.autocast():
             out = fwd(x)
         loss = nnf.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     t_ours = _time_steps(ours, warmup, steps, dev)
 
@@ -145,8 +146,8 @@ def run_bench(data: CIFAR10, *, model: str = "resnet20", batch_size: int = 128, 
         "model": model, "batch_size": batch_size, "steps": steps, "device": device_name(dev),
         "torch": torch.__version__, "workers": workers, "ours_images_per_s": round(ours_ips, 1),
         "baseline_images_per_s": round(base_ips, 1), "ratio": round(ours_ips / base_ips, 2),
-        "precision": "bf16 autocast" if use_bf16 else "fp32",
-        "ours": "on-device data, batched augmentation, channels_last" + (", bf16 autocast" if use_bf16 else ", fp32")
+        "precision": prec.label,
+        "ours": "on-device data, batched augmentation, channels_last, " + prec.label
                 + (", torch.compile" if compile else ""),
         "baseline": f"torchvision transforms + DataLoader({workers} workers), fp32",
     }

@@ -78,8 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--workers", type=int, help="baseline DataLoader workers (default: min(4, cores))")
     b.add_argument("--compile", action="store_true", help="torch.compile our model (compiled during warm-up)")
-    b.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="ours: auto = bf16 autocast on CUDA, fp32 on the CPU (as the trainer); the baseline is always fp32")
+    b.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="ours: as the trainer (auto = bf16 on GPUs with native bf16, fp16 + GradScaler on older GPUs, fp32 on the CPU); the baseline is always fp32")
     b.add_argument("--json", help="also write the result to this file")
     common(b)
 

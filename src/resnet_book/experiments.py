@@ -46,7 +46,7 @@ import torch
 
 from . import analysis, results, scheduler, weights
 from .data import cache_dir, data_source, load_cifar10
-from .train import BUDGETS, TrainConfig, dataset_for, error_rate, train
+from .train import BUDGETS, TrainConfig, dataset_for, deadline_after, error_rate, train
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def reproduce(
     beside them, under ``<experiment>/<source>/``."""
     exp = get(name)
     configs = exp.configs(budget, seeds)
-    deadline = time.time() + time_limit if time_limit else None
+    deadline = deadline_after(time_limit)
     weights_root = weights.weights_root(weights_root, results_root)
     source = data_source(data_root)  # cheap: nothing is decoded
     ckpt_root = Path(checkpoint_dir) if checkpoint_dir else cache_dir() / "checkpoints"
@@ -205,7 +205,7 @@ def reproduce(
     # stored runs that lack an analysis (or kept weights) this experiment asks for: train again, check, add it
     for label, config in configs:
         wanted = exp.analyses.get(label, ())
-        need_weights = _keeps_weights(exp, config) and not weights.recorded(name, config.run_id(), weights_root)
+        need_weights = _keeps_weights(exp, config) and not weights.recorded(name, config.run_id(), weights_root, source=source)
         if not (wanted or need_weights) or not results.has_run(name, config.run_id(), results_root, source=source):
             continue
         stored = json.loads(results.record_path(name, config.run_id(), results_root, source=source)
