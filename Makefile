@@ -8,12 +8,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JB := $(BIN)/jupyter-book
 
-# Where CIFAR-10 lives: the offline JPEG copy beside the repository if there is one, else
-# torchvision's download. Decoded tensors and downloads are cached in .cache/ (git-ignored).
-SHARED_CIFAR := $(abspath $(CURDIR)/../shared/data/cifar10-jpeg)
+# Where CIFAR-10 lives (unless RESNET_BOOK_DATA is set): the offline copy with the original pixels
+# beside the repository if there is one (its checksummed parts, unpacked once into the cache), else
+# the offline JPEG copy, else torchvision's download. Unpacked files, decoded tensors and downloads
+# are cached in .cache/ (git-ignored).
+SHARED_DATA := $(abspath $(CURDIR)/../shared/data)
 ifeq ($(origin RESNET_BOOK_DATA), undefined)
-  ifneq ($(wildcard $(SHARED_CIFAR)/train),)
-    export RESNET_BOOK_DATA := $(SHARED_CIFAR)
+  ifneq ($(wildcard $(SHARED_DATA)/cifar10-original/SHA256SUMS),)
+    export RESNET_BOOK_DATA := $(SHARED_DATA)/cifar10-original
+  else ifneq ($(wildcard $(SHARED_DATA)/cifar10-jpeg/train),)
+    export RESNET_BOOK_DATA := $(SHARED_DATA)/cifar10-jpeg
   endif
 endif
 export RESNET_BOOK_CACHE ?= $(CURDIR)/.cache

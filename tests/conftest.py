@@ -9,7 +9,9 @@ import torch
 from resnet_book.data import CIFAR10, CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = REPO.parent / "shared" / "data" / "cifar10-jpeg"
+SHARED_DATA = REPO.parent / "shared" / "data"
+# the offline copies, in the order the Makefile and CI pick them: original pixels, then JPEG
+SHARED_COPIES = {"cifar10-original": SHARED_DATA / "cifar10-original", "cifar10-jpeg": SHARED_DATA / "cifar10-jpeg"}
 
 
 @pytest.fixture(autouse=True)
@@ -57,13 +59,16 @@ def tiny_folder(tmp_path, tiny):
 
 @pytest.fixture
 def shared_cifar(monkeypatch):
-    """The offline CIFAR-10 copy; its decoded tensor cache is kept in the repository's .cache/
-    (git-ignored) so the test suite and the notebooks decode it once."""
+    """The offline CIFAR-10 copy the suite runs on (``RESNET_BOOK_DATA``, else the first of
+    :data:`SHARED_COPIES` present); its unpacked and decoded cache is kept in the repository's
+    .cache/ (git-ignored) so the test suite and the notebooks prepare it once."""
     monkeypatch.setenv("RESNET_BOOK_CACHE", os.environ.get("RESNET_BOOK_SHARED_CACHE", str(REPO / ".cache")))
-    path = os.environ.get("RESNET_BOOK_DATA") or (str(SHARED_CIFAR) if SHARED_CIFAR.is_dir() else None)
+    present = [str(p) for p in SHARED_COPIES.values() if p.is_dir()]
+    path = os.environ.get("RESNET_BOOK_DATA") or (present[0] if present else None)
     if not path:
         if os.environ.get("CI"):
-            pytest.fail("CI must provide the offline CIFAR-10 copy (RESNET_BOOK_DATA or ../shared/data/cifar10-jpeg)")
+            pytest.fail("CI must provide an offline CIFAR-10 copy (RESNET_BOOK_DATA or ../shared/data/cifar10-original "
+                        "or ../shared/data/cifar10-jpeg)")
         pytest.skip("no offline CIFAR-10 copy here (set RESNET_BOOK_DATA)")
     return path
 

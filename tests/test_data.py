@@ -117,9 +117,14 @@ def test_batches_are_a_pure_function_of_seed_and_step(tiny):
     assert torch.equal(torch.cat([r0.batch(2)[0], r1.batch(2)[0]]), a.batch(2)[0])
 
 
-def test_offline_cifar10_jpeg_copy(shared_cifar):
+def test_offline_copy(shared_cifar):
+    """The copy the suite and the notebooks run on: complete, and recorded under its source."""
+    from conftest import SHARED_COPIES
+
     d = D.load_cifar10(shared_cifar)
-    assert d.source == "cifar10-jpeg"
+    known = {str(p): source for source, p in SHARED_COPIES.items()}
+    assert d.source == known.get(shared_cifar, D.data_source(shared_cifar))
+    assert d.source in ("cifar10-original", "cifar10-jpeg", "cifar10")
     assert d.train_images.shape == (50_000, 3, 32, 32) and d.test_images.shape == (10_000, 3, 32, 32)
     assert torch.bincount(d.train_labels).tolist() == [5000] * 10
     assert torch.bincount(d.test_labels).tolist() == [1000] * 10
@@ -292,19 +297,34 @@ def test_data_pointing_at_a_file_or_an_empty_folder_is_refused(tmp_path):
     assert f.read_bytes() == b"not a folder"
 
 
-@pytest.mark.parametrize("bad", ["missing", "file"])
-def test_cli_names_a_bad_data_setting_in_one_line(tmp_path, capsys, bad):
+@pytest.mark.parametrize("bad", ["missing", "file", "undecodable"])
+def test_cli_names_a_bad_data_setting_in_one_line(tmp_path, capsys, bad, tiny):
     from resnet_book.cli import main
 
-    path = tmp_path / "nothere" if bad == "missing" else tmp_path / "file.bin"
+    path = {"missing": tmp_path / "nothere", "file": tmp_path / "file.bin", "undecodable": tmp_path / "images"}[bad]
     if bad == "file":
         path.write_bytes(b"x")
+    if bad == "undecodable":
+        write_image_folder(path, make_tiny(20, 20))
+        (path / "test" / "dog" / "0005.png").write_bytes(b"\x89PNG but truncated")
     code = main(["train", "--model", "resnet8", "--budget", "smoke", "--data", str(path), "--quiet",
                  "--results", str(tmp_path / "res")])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
-    assert ("does not exist" if bad == "missing" else "is a file") in err
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "PIL" not in err
+    want = {"missing": "does not exist", "file": "is a file, not a folder",
+            "undecodable": f"{path / 'test' / 'dog' / '0005.png'} is not a readable image"}[bad]
+    assert want in err
     assert not (tmp_path / "nothere").exists() and not (tmp_path / "res").exists()
+
+
+def test_first_unpacking_and_decoding_show_progress(copies, tiny_folder, capsys):
+    D.load_cifar10(copies["parts"])
+    assert "checking and unpacking parts (once; cached)" in capsys.readouterr().err
+    D.load_cifar10(tiny_folder)
+    assert "decoding cifar/train (once; cached)" in capsys.readouterr().err
+    D.load_cifar10(tiny_folder)  # cached: nothing to show
+    assert capsys.readouterr().err == ""
 
 
 def test_an_undecodable_image_is_named(tiny_folder):

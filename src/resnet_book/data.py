@@ -131,7 +131,7 @@ def _decode(files: list[tuple[Path, int]], desc: str = "decoding images", progre
             try:
                 with Image.open(path) as im:
                     arr = np.asarray(im.convert("RGB"))
-            except (UnidentifiedImageError, OSError) as err:
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # PIL raises all four
                 raise DataNotFoundError(f"{path} is not a readable image ({type(err).__name__}); "
                                         f"replace or remove that file") from None
             if arr.shape != (32, 32, 3):
