@@ -13,6 +13,7 @@ from resnet_book.models import (
     ShortcutA,
     build_model,
     cifar_resnet,
+    he_init_,
     imagenet_resnet,
     parse_model_name,
 )
@@ -155,6 +156,34 @@ def test_he_init_and_bn_init():
     fan_out = conv.out_channels * 9
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
     assert torch.all(model.layer1[0].bn1.weight == 1) and torch.all(model.layer1[0].bn1.bias == 0)
+
+
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+def test_he_init_draws_each_conv_with_the_std_of_its_mode_and_leaves_the_rest(mode):
+    torch.manual_seed(0)
+    model = cifar_resnet(56, residual=False, norm_layer=nn.Identity)
+    fc = model.fc.weight.clone()
+    assert he_init_(model, mode) is model
+    for name, k_in, k_out in (("conv1", 3, 16), ("layer2.0.conv1", 16, 32), ("layer3.1.conv2", 64, 64)):
+        conv = model.get_submodule(name)
+        fan = 9 * (k_in if mode == "fan_in" else k_out)
+        # 432 to 36,864 weights: the sample std is within 10% of the drawn one (3 standard errors or more)
+        assert conv.weight.std().item() == pytest.approx((2 / fan) ** 0.5, rel=0.1), name
+        assert abs(conv.weight.mean().item()) < 0.2 * (2 / fan) ** 0.5, name
+    assert torch.equal(model.fc.weight, fc)
+    # the two modes differ where the widths differ: stage 2's first convolution, 16 -> 32 channels
+    stage2 = model.layer2[0].conv1.weight.std().item()
+    assert stage2 == pytest.approx((2 / (9 * 16)) ** 0.5 if mode == "fan_in" else (2 / (9 * 32)) ** 0.5, rel=0.05)
+    # and the draws are reproducible from the global seed
+    torch.manual_seed(1)
+    a = he_init_(cifar_resnet(20), mode).layer1[0].conv1.weight.clone()
+    torch.manual_seed(1)
+    assert torch.equal(he_init_(cifar_resnet(20), mode).layer1[0].conv1.weight, a)
+
+
+def test_he_init_refuses_an_unknown_mode():
+    with pytest.raises(ValueError, match="fan_in, fan_out.*'fan_avg'"):
+        he_init_(cifar_resnet(20), "fan_avg")
 
 
 @pytest.mark.parametrize(

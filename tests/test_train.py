@@ -335,6 +335,33 @@ def test_runs_where_filters_by_label_budget_and_source():
         runs.where(model="a")
 
 
+def test_mean_curve_averages_the_seeds_of_one_label_evaluation_by_evaluation():
+    def rec(label, seed, train, budget="cpu", steps=(50, 100, 150)):
+        return {"label": label, "run_id": f"{label}_{budget}_seed{seed}", "budget": {"name": budget},
+                "data": {"source": "cifar10-jpeg"}, "seed": seed, "config": {"model": label},
+                "provenance": {"device": "d"}, "final": {"train_error": train[-1]},
+                "curves": {"step": list(steps), "train_error": train}}
+
+    runs = results.Runs("e", [rec("a", 0, [0.9, 0.6, 0.5]), rec("a", 1, [0.7, 0.6, 0.3]), rec("b", 0, [0.8, 0.8, 0.8])])
+    curve = runs.mean_curve("a", "train_error")
+    assert curve["step"] == [50, 100, 150] and curve["n"] == 2
+    assert curve["mean"] == pytest.approx([0.8, 0.6, 0.4])
+    assert curve["std"] == pytest.approx([0.1414214, 0.0, 0.1414214])  # sample std (ddof 1)
+    assert (curve["budget"], curve["source"]) == ("cpu", "cifar10-jpeg")
+    one = runs.mean_curve("b", "train_error")
+    assert one["mean"] == pytest.approx([0.8] * 3) and one["std"] == [0.0] * 3 and one["n"] == 1
+    with pytest.raises(KeyError, match="no runs labelled 'c'.*'a', 'b'"):
+        runs.mean_curve("c", "train_error")
+    with pytest.raises(KeyError, match="no curve 'test_error'.*step, train_error"):
+        runs.mean_curve("a", "test_error")
+    shifted = results.Runs("e", [rec("a", 0, [0.9, 0.6, 0.5]), rec("a", 1, [0.7, 0.6, 0.3], steps=(10, 20, 30))])
+    with pytest.raises(results.ResultsError, match="different steps"):
+        shifted.mean_curve("a", "train_error")
+    mixed = results.Runs("e", [rec("a", 0, [0.9, 0.6, 0.5]), rec("a", 1, [0.7, 0.6, 0.3], budget="paper")])
+    with pytest.raises(results.ResultsError, match="mix budgets"):
+        mixed.mean_curve("a", "train_error")
+
+
 def test_load_shows_each_label_at_its_largest_budget_and_preferred_source(tmp_path):
     budgets = {"smoke": {"name": "smoke", "iterations": 30, "batch_size": 32},
                "cpu": {"name": "cpu", "iterations": 600, "batch_size": 64},

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 
 from resnet_book import widgets  # noqa: E402
 from resnet_book.results import Runs  # noqa: E402
-from resnet_book.tables import Table, mean_std  # noqa: E402
+from resnet_book.tables import Table, mean_std, relative_change  # noqa: E402
 
 
 def _figure(k):
@@ -53,6 +53,15 @@ def test_empty_table_says_so():
     t = Table(["a"], [], empty="No stored runs yet.")
     assert "<table" not in t._repr_html_() and "No stored runs yet." in t._repr_html_()
     assert t._repr_markdown_() == "No stored runs yet."
+
+
+def test_relative_change_is_a_signed_percentage():
+    assert relative_change(105.1, 100) == "+5.1%"
+    assert relative_change(2752 + 270896, 270896, digits=2) == "+1.02%"
+    assert relative_change(99.7, 100) == "-0.3%"
+    assert relative_change(3, 3) == "+0.0%"
+    with pytest.raises(ValueError, match="non-zero"):
+        relative_change(1, 0)
 
 
 def test_mean_std_formats_summaries():

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .results import Runs
+from .results import Runs, mean_curve
 from .train import BUDGETS
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -107,10 +107,8 @@ def _footer(fig, note: str = "", *, title: str | None = None, fontsize: float = 
 
 
 def _mean_curve(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    steps = np.asarray(records[0]["curves"]["step"])
-    values = np.asarray([r["curves"][key] for r in records], dtype=float)
-    std = values.std(0, ddof=1) if len(records) > 1 else np.zeros(values.shape[1])
-    return steps, values.mean(0), std
+    curve = mean_curve(records, key)
+    return np.asarray(curve["step"]), np.asarray(curve["mean"], dtype=float), np.asarray(curve["std"], dtype=float)
 
 
 def require_runs(runs: Runs) -> Runs:

@@ -152,6 +152,25 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def mean_curve(records: list[dict], key: str) -> dict:
+    """Mean and sample std over ``records`` (the seeds of one model) of the stored curve ``key``
+    (e.g. ``"train_error"``), evaluation by evaluation: ``{"step": [...], "mean": [...],
+    "std": [...], "n": number of records}``.  The records must have evaluated at the same steps."""
+    if not records:
+        raise ValueError(f"mean_curve: no runs given for the curve {key!r}")
+    curves = [r["curves"] for r in records]
+    missing = [r.get("run_id", "?") for r, c in zip(records, curves) if key not in c]
+    if missing:
+        raise KeyError(f"mean_curve: runs {missing} have no curve {key!r}; their curves are "
+                       f"{', '.join(sorted(curves[0]))}")
+    steps = curves[0]["step"]
+    if any(c["step"] != steps for c in curves):
+        raise ResultsError(f"mean_curve: the runs of {key!r} evaluated at different steps "
+                           f"({', '.join(str(r.get('run_id', '?')) for r in records)}); they cannot be averaged")
+    stats = [mean_std(list(values)) for values in zip(*(c[key] for c in curves))]
+    return {"step": list(steps), "mean": [m for m, _ in stats], "std": [sd for _, sd in stats], "n": len(records)}
+
+
 #: Budgets from smallest to largest; the default view of a label is its largest budget.
 BUDGET_ORDER = ("smoke", "cpu", "paper")
 #: Among a label's runs at its largest budget, the data source shown by default.
@@ -236,6 +255,14 @@ class Runs:
             out[label] = {"mean": m, "std": s, "n": len(vals), "seeds": sorted(r["seed"] for r in rs),
                           **basis[label]}
         return out
+
+    def mean_curve(self, label: str, key: str) -> dict:
+        """:func:`mean_curve` of ``label``'s runs (its seeds; never pooled across budgets or data
+        sources), with the ``budget`` and ``source`` it comes from."""
+        groups = self.groups()
+        if label not in groups:
+            raise KeyError(f"{self.experiment}: no runs labelled {label!r}; the labels are {sorted(groups)}")
+        return {**mean_curve(groups[label], key), **self.basis()[label]}
 
     def describe(self) -> str:
         """Where these numbers come from, for captions: budget(s), data source(s), device(s);

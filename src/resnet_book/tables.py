@@ -3,7 +3,8 @@
 A :class:`Table` renders as an HTML table in Jupyter, Colab and the rendered book
 (``_repr_html_``), as a Markdown table where Markdown is preferred (``_repr_markdown_``) and as
 aligned text in a terminal (``str``).  It knows nothing of runs or models: cells pass the values,
-already chosen, and :func:`mean_std` formats a summary as "mean ± std".
+already chosen, :func:`mean_std` formats a summary as "mean ± std" and :func:`relative_change`
+a ratio as a signed percentage.
 """
 from __future__ import annotations
 
@@ -38,6 +39,13 @@ def mean_std(summary: dict | None, *, scale: float = 100, digits: int = 1, unit:
     if summary.get("n", 2) < 2:
         return f"{mean} (1 seed)"
     return f"{mean} ± {scale * summary['std']:.{digits}f}{unit}"
+
+
+def relative_change(new: float, old: float, *, digits: int = 1) -> str:
+    """How much larger ``new`` is than ``old``, in per cent with a sign: '+5.1%', '-0.3%'."""
+    if not old:
+        raise ValueError(f"relative_change: the reference value must be non-zero, got {old!r}")
+    return f"{100 * (new / old - 1):+.{digits}f}%"
 
 
 class Table:

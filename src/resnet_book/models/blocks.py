@@ -265,6 +265,30 @@ def is_block(module: nn.Module) -> bool:
     return isinstance(module, _Block)
 
 
+#: The two variants of He initialisation (He et al. 2015, Sec. 2.2): ``fan_in`` keeps the scale of
+#: the forward signal, ``fan_out`` the scale of the gradient.  They differ only for convolutions
+#: whose input and output widths differ.
+HE_INIT_MODES = ("fan_in", "fan_out")
+
+
+@torch.no_grad()
+def he_init_(model: nn.Module, mode: str = "fan_out") -> nn.Module:
+    """Re-draw the weight of every ``nn.Conv2d`` in ``model`` from He's normal initialisation,
+    std = sqrt(2 / fan), where fan = k * k * in_channels (``mode="fan_in"``) or k * k *
+    out_channels (``"fan_out"``, torchvision's choice and the library's default).  Nothing else
+    (BN, the classifier, biases) is touched.  Returns ``model``.
+
+    The draws use the global random generator, module by module, so re-initialising a freshly
+    built network after ``torch.manual_seed(s)`` is reproducible.
+    """
+    if mode not in HE_INIT_MODES:
+        raise ValueError(f"he_init_: mode must be one of {', '.join(HE_INIT_MODES)}; got {mode!r}")
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+    return model
+
+
 @torch.no_grad()
 def init_paper_(model: nn.Module, zero_init_residual: bool = False) -> None:
     """He initialisation for convolutions, BN gamma=1 and beta=0 (paper Sec. 3.4).
@@ -275,7 +299,7 @@ def init_paper_(model: nn.Module, zero_init_residual: bool = False) -> None:
     """
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # as he_init_(model)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
