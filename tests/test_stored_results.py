@@ -51,3 +51,24 @@ def test_paper_scale_runs_are_unchanged_against_their_source():
         assert stored.pop("experiment") == FOLDER[original["label"]]
         assert original.pop("experiment") == note["original_experiment"]
         assert stored == original
+
+
+# --- what the chapters' prose says about stored cpu-budget runs: if the runs change, these fail and
+# the prose must be re-read (each test names the chapter and the sentence it guards)
+
+def _final(experiment, label, metric, source="cifar10-original"):
+    from resnet_book import results
+    runs = results.load(experiment, budget="cpu", source=source, root=RESULTS).where(label=label)
+    assert sorted(r["seed"] for r in runs) == [0, 1, 2], f"{experiment}/{label}: three seeds stored on {source}"
+    return [100 * r["final"][metric] for r in runs]
+
+
+@pytest.mark.parametrize("metric", ["train_error", "test_error"])
+def test_chapter_2_zero_init_with_option_b_every_run_lower_and_within_seed_noise(metric):
+    """Ch. 2: "every zero-initialised ResNet-56 ends below every standard one, in training and in test
+    error, and the three zero-initialised runs spread less ... still within seed noise"."""
+    from resnet_book import scorecard
+    standard, zero = _final("zero-init-b", "resnet56-B", metric), _final("zero-init-b", "resnet56-B-zero-init", metric)
+    assert max(zero) < min(standard)
+    assert statistics.stdev(zero) < statistics.stdev(standard)
+    assert not scorecard.welch(standard, zero).significant
