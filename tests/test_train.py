@@ -335,6 +335,16 @@ def test_runs_where_filters_by_label_budget_and_source():
         runs.where(model="a")
 
 
+def test_experiments_overview_lists_every_experiment_with_its_runs_seeds_and_budget():
+    from resnet_book import experiments
+    table = experiments.overview()
+    assert table.column("experiment") == list(experiments.EXPERIMENTS)
+    row = dict(zip(table.columns, table.rows[table.column("experiment").index("table6")]))
+    assert row["budget"] == "paper" and "resnet1202" in row["runs"] and "resnet110: 0, 1, 2, 3, 4" in row["seeds"]
+    assert "keeps the final weights" in row["what it trains"]
+    assert "<table" in table._repr_html_()
+
+
 def test_mean_curve_averages_the_seeds_of_one_label_evaluation_by_evaluation():
     def rec(label, seed, train, budget="cpu", steps=(50, 100, 150)):
         return {"label": label, "run_id": f"{label}_{budget}_seed{seed}", "budget": {"name": budget},

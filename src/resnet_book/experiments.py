@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from . import analysis, results, scheduler, weights
+from . import analysis, results, scheduler, tables, weights
 from .data import cache_dir, data_source, load_cifar10
 from .train import BUDGETS, TrainConfig, dataset_for, deadline_after, error_rate, train
 
@@ -422,6 +422,7 @@ def _stored_elsewhere(name: str, config: TrainConfig, analyses, root, source: st
 
 
 def describe() -> str:
+    """Every experiment as text, for the command line (``list``)."""
     lines = []
     for e in EXPERIMENTS.values():
         labels = ", ".join(label for label, _ in e.runs)
@@ -429,4 +430,16 @@ def describe() -> str:
         weights = "; keeps the final weights of seed 0" if e.keep_weights else ""
         lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; {seeds}; budget {e.budget}{weights}")
     return "\n".join(lines)
+
+
+def overview() -> tables.Table:
+    """Every experiment as a :class:`~resnet_book.tables.Table` (for the book): what it trains, its
+    runs, seeds and budget."""
+    rows = []
+    for e in EXPERIMENTS.values():
+        seeds = ", ".join(map(str, e.seeds)) + "".join(f"; {label}: {', '.join(map(str, s))}"
+                                                       for label, s in e.label_seeds.items())
+        what = e.description + ("; keeps the final weights of seed 0" if e.keep_weights else "")
+        rows.append([e.name, what, ", ".join(label for label, _ in e.runs), seeds, e.budget])
+    return tables.Table(["experiment", "what it trains", "runs", "seeds", "budget"], rows, align="lllll")
 
