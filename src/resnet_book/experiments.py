@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from . import analysis, results, scheduler, tables, weights
+from . import analysis, results, scheduler, weights
 from .data import cache_dir, data_source, load_cifar10
 from .train import BUDGETS, TrainConfig, dataset_for, deadline_after, error_rate, train
 
@@ -432,14 +432,15 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-def overview() -> tables.Table:
-    """Every experiment as a :class:`~resnet_book.tables.Table` (for the book): what it trains, its
-    runs, seeds and budget."""
-    rows = []
+def overview() -> str:
+    """Every experiment as a Markdown list, for the book (long descriptions read better as a list
+    than as table cells on a narrow page): what it trains, its runs, seeds and budget."""
+    items = []
     for e in EXPERIMENTS.values():
         seeds = ", ".join(map(str, e.seeds)) + "".join(f"; {label}: {', '.join(map(str, s))}"
                                                        for label, s in e.label_seeds.items())
-        what = e.description + ("; keeps the final weights of seed 0" if e.keep_weights else "")
-        rows.append([e.name, what, ", ".join(label for label, _ in e.runs), seeds, e.budget])
-    return tables.Table(["experiment", "what it trains", "runs", "seeds", "budget"], rows, align="lllll")
+        weights = "; keeps the final weights of seed 0" if e.keep_weights and "weights" not in e.description else ""
+        runs = ", ".join(f"`{label}`" for label, _ in e.runs)
+        items.append(f"- **{e.name}** ({e.budget} budget): {e.description}{weights}. Runs {runs}; seeds {seeds}.")
+    return "\n".join(items)
 
