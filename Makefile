@@ -26,7 +26,8 @@ export PYTHONHASHSEED := 0
 NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard book/*.ipynb)
 
 # The execution cache is keyed on the notebooks' code only; when the library or the stored
-# results change, executed outputs are stale, so the cache is dropped.
+# results change, executed outputs are stale, so the cache is dropped, and Sphinx's doctrees with it
+# (else Sphinx re-reads only the notebooks whose source changed and keeps the others' stale outputs).
 EXEC_INPUTS := $(shell find src/resnet_book data/results -type f -not -name '*.pyc' 2>/dev/null)
 EXEC_STAMP := _build/.exec-inputs
 
@@ -48,7 +49,7 @@ assets: setup
 	$(BIN)/python tools/fetch_assets.py
 
 $(EXEC_STAMP): $(EXEC_INPUTS)
-	rm -rf _build/.jupyter_cache
+	rm -rf _build/.jupyter_cache _build/.doctrees
 	mkdir -p _build && touch $@
 
 book: setup assets $(EXEC_STAMP)
