@@ -4,8 +4,10 @@ Fails on: any request that leaves localhost, a JavaScript page error, a local re
 not load, an image that does not display, maths that MathJax did not typeset, a widget that does
 not render, a widget control that does not change the figure it shows (the static book switches
 precomputed frames, `widgets.frame_selector`), a table printed as text instead of rendered as a
-table, a solution toggle that does not open, or content wider than the page at 1280 px (desktop)
-and 390 px (phone) that would need horizontal scrolling.
+table, a solution toggle that does not open, content wider than the page at 1280 px (desktop)
+and 390 px (phone) that would need horizontal scrolling (at 1280 px every table also fits its own
+box; on a phone a table may scroll inside it), or a word or number in a table cell split across
+two lines at either width.
 
 Run after the book is built (`make test` does both). Under CI (CI=true) it must run; elsewhere it
 is skipped, with a notice, where Debian's Chromium is not installed.
@@ -119,21 +121,73 @@ FRAME_SHOWN = r"""async (box) => {
 }"""
 
 # Elements wider than their box (a horizontal scrollbar) or reaching past the page's right edge.
-TOO_WIDE = r"""() => {
+# A table sits in a box of its own that scrolls sideways (`.resnet-book-table` for tables.Table,
+# `.pst-scrollable-table-container` for Markdown tables); where `tablesMayScroll` (a phone) a table
+# wider than its box is allowed to scroll inside it, as long as the box fits the page; elsewhere
+# (desktop) every table must fit its box.
+TOO_WIDE = r"""(tablesMayScroll) => {
   const width = document.documentElement.clientWidth, out = [];
   if (document.documentElement.scrollWidth > width + 1)
     out.push(`the page is ${document.documentElement.scrollWidth}px wide in a ${width}px window`);
   const main = document.querySelector('main') || document.body;
-  for (const e of main.querySelectorAll('pre, table, img, .cell_output, .output, .jupyter-widgets, div.math, mjx-container[display="true"]')) {
+  const TABLE_BOX = '.resnet-book-table, .pst-scrollable-table-container';
+  for (const e of main.querySelectorAll(`pre, table, ${TABLE_BOX}, img, .cell_output, .output, .jupyter-widgets, div.math, mjx-container[display="true"]`)) {
     if (e.closest('.mobile-header, .bd-sidebar-primary, .bd-sidebar-secondary')) continue;
     const r = e.getBoundingClientRect();
     if (r.width === 0 && r.height === 0) continue;
     const name = e.tagName.toLowerCase() + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : '');
     const text = (e.innerText || e.getAttribute('src') || '').slice(0, 60).replace(/\s+/g, ' ');
+    const box = e.tagName === 'TABLE' ? e.parentElement.closest(TABLE_BOX) : null;
+    if (box && getComputedStyle(box).overflowX !== 'visible' && r.width > box.clientWidth + 1) {
+      if (!tablesMayScroll)
+        out.push(`${name} is wider than its box (${Math.round(r.width)}px in ${box.clientWidth}px) and scrolls inside it: ${text}`);
+      continue;  // the box itself is checked as one of the elements
+    }
+    if (e.matches(TABLE_BOX) && e.querySelector('table')) {
+      if (r.right > width + 1)
+        out.push(`${name} reaches past the page's right edge (${Math.round(r.right)}px > ${width}px): ${text}`);
+      continue;
+    }
     if (e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible')
       out.push(`${name} scrolls sideways (${e.scrollWidth}px in ${e.clientWidth}px): ${text}`);
     else if (r.right > width + 1)
       out.push(`${name} reaches past the page's right edge (${Math.round(r.right)}px > ${width}px): ${text}`);
+  }
+  return out;
+}"""
+
+# Words and numbers in table cells that the browser split across two lines ("networ/k", "3,644,493,82/4",
+# "+0.6/%"): each whitespace-separated token of a cell's text must lie on one line, except that a
+# word (not a number) may break after a hyphen, dash or slash ("cifar10-/jpeg"). A token's lines
+# are the distinct tops of its Range's client rects; the break is found character by character.
+BROKEN_WORDS = r"""() => {
+  const NUMBER = /^[\d+\-−–.,%×±()]*\d[\d+\-−–.,%×±()]*$/;
+  const rects = (node, start, end) => {
+    const range = document.createRange();
+    range.setStart(node, start);
+    range.setEnd(node, end);
+    return [...range.getClientRects()].filter(r => r.width > 0);
+  };
+  const out = [];
+  const main = document.querySelector('main') || document.body;
+  for (const cell of main.querySelectorAll('td, th')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest('mjx-container, script, style')) continue;
+      for (const m of node.data.matchAll(/\S+/g)) {
+        const all = rects(node, m.index, m.index + m[0].length);
+        if (!all.length || all.every(r => Math.abs(r.top - all[0].top) < all[0].height / 2)) continue;
+        let at = 0, top = null;
+        for (let k = 0; k < m[0].length; k++) {
+          const [r] = rects(node, m.index + k, m.index + k + 1);
+          if (!r) continue;
+          if (top !== null && r.top > top + r.height / 2) { at = k; break; }
+          top = r.top;
+        }
+        if (at > 0 && /[-–—\/]/.test(m[0][at - 1]) && !NUMBER.test(m[0])) continue;
+        out.push(at > 0 ? `${m[0].slice(0, at)}/${m[0].slice(at)}` : m[0]);
+      }
+    }
   }
   return out;
 }"""
@@ -244,8 +298,10 @@ def test_page_works_offline(server, browser, page_path):
         _check_frames(page, page_path)
     # Tables: rendered as tables, not printed as aligned text.
     text_tables = page.evaluate(TEXT_TABLES)
-    # Nothing needs horizontal scrolling at desktop width.
-    too_wide = page.evaluate(TOO_WIDE)
+    # Nothing needs horizontal scrolling at desktop width, and every table fits its box.
+    too_wide = page.evaluate(TOO_WIDE, False)
+    # No word or number in a table is split across lines.
+    broken_words = page.evaluate(BROKEN_WORDS)
     # Figures and images: all loaded and displayed.
     broken = page.evaluate("() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
     # What the page shows before any toggle is opened (prose answers may quote the solution code).
@@ -288,11 +344,13 @@ def test_page_works_offline(server, browser, page_path):
     assert not broken, f"{page_path} has images that do not display: {broken}"
     assert not text_tables, f"{page_path} prints tables as text (return a resnet_book.tables.Table): {text_tables}"
     assert not too_wide, f"{page_path} at 1280 px needs horizontal scrolling: {too_wide}"
+    assert not broken_words, f"{page_path} at 1280 px splits words or numbers in table cells: {broken_words}"
 
 
 @pytest.mark.parametrize("page_path", pages() or ["index.html"])
 def test_page_fits_a_phone(server, browser, page_path):
-    """At 390 px (a phone), no table, code cell, figure or widget needs horizontal scrolling."""
+    """At 390 px (a phone), no table, code cell, figure or widget makes the page scroll sideways (a
+    table may scroll inside its own box), and no word or number in a table is split across lines."""
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, is_mobile=True,
                               has_touch=True)
     page = ctx.new_page()
@@ -309,6 +367,8 @@ def test_page_fits_a_phone(server, browser, page_path):
         page.wait_for_function(
             "() => [...document.querySelectorAll('span.math, div.math')].every(e => e.querySelector('mjx-container'))",
             timeout=20_000)
-    too_wide = page.evaluate(TOO_WIDE)
+    too_wide = page.evaluate(TOO_WIDE, True)
+    broken_words = page.evaluate(BROKEN_WORDS)
     ctx.close()
     assert not too_wide, f"{page_path} at 390 px needs horizontal scrolling: {too_wide}"
+    assert not broken_words, f"{page_path} at 390 px splits words or numbers in table cells: {broken_words}"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+from pathlib import Path
 
 import matplotlib
 
@@ -32,6 +34,15 @@ def test_table_renders_html_markdown_and_text_with_all_columns():
     text = str(t).splitlines()
     assert text[1].split() == ["depth", "paper", "(%)", "ours,", "plain", "(%)"]
     assert t.column("depth") == ["20", "110"] and t.align == "rrr"
+
+
+def test_table_keeps_numbers_and_one_word_cells_on_one_line():
+    t = Table(["run", "note", "error (%)"], [["ResNet-110", "two words", "12.3 ± 0.4"]], align="llr")
+    cells = t._repr_html_().split("<td")[1:]
+    assert [c.startswith(' class="resnet-book-nowrap"') for c in cells] == [True, False, True]
+    css = (Path(__file__).resolve().parents[1] / "_static" / "book.css").read_text()
+    assert re.search(r"\.resnet-book-table td\.resnet-book-nowrap\s*\{[^}]*white-space:\s*nowrap", css), \
+        "the book's CSS does not keep .resnet-book-nowrap cells on one line"
 
 
 def test_table_aligns_text_left_and_escapes_html():

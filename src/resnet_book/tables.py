@@ -93,13 +93,20 @@ class Table:
             parts.append("<thead><tr>" + "".join(f'<th style="{style[a]}">{esc(c)}</th>'
                                                  for c, a in zip(self.columns, self.align)) + "</tr></thead><tbody>")
             for row in self.rows:
-                parts.append("<tr>" + "".join(f'<td style="{style[a]}">{esc(c)}</td>'
+                parts.append("<tr>" + "".join(f'<td{self._nowrap(c, a)} style="{style[a]}">{esc(c)}</td>'
                                               for c, a in zip(row, self.align)) + "</tr>")
             parts.append("</tbody></table>")
         if self.note:
             parts.append(f'<p class="resnet-book-table-note">{esc(self.note)}</p>')
         parts.append("</div>")
         return "".join(parts)
+
+    @staticmethod
+    def _nowrap(cell: str, align: str) -> str:
+        """The class that keeps a cell on one line (the book's CSS): numbers (right-aligned columns,
+        e.g. '55.7 ± 0.8') and one-word cells (e.g. 'ResNet-110', never split at its hyphen).
+        Other cells wrap at their spaces."""
+        return ' class="resnet-book-nowrap"' if align == "r" or not any(ch.isspace() for ch in cell) else ""
 
     def _repr_markdown_(self) -> str:
         def cell(text: str) -> str:
