@@ -72,3 +72,17 @@ def test_chapter_2_zero_init_with_option_b_every_run_lower_and_within_seed_noise
     assert max(zero) < min(standard)
     assert statistics.stdev(zero) < statistics.stdev(standard)
     assert not scorecard.welch(standard, zero).significant
+
+
+def test_chapter_6_jpeg_effect_at_the_cpu_budget_is_not_measurable():
+    """Ch. 6: "final test errors are higher, not lower, at every depth (by 1.3 to 3.7 points), their
+    training errors move both ways, and no difference is beyond seed noise"."""
+    from resnet_book import results, scorecard
+    effects = scorecard.source_effects(list(results.load("reversal", budget="all", root=RESULTS)), budget="cpu")
+    test = [e for e in effects if e.metric == "test_error"]
+    train = [e for e in effects if e.metric == "train_error"]
+    assert len(test) == len(train) == 4  # ResNet-20/32/44/56 on both copies
+    assert not any(e.test.significant for e in effects)
+    assert all(e.test.difference > 0 for e in test)
+    assert (round(min(e.test.difference for e in test), 1), round(max(e.test.difference for e in test), 1)) == (1.3, 3.7)
+    assert min(e.test.difference for e in train) < 0 < max(e.test.difference for e in train)
