@@ -86,3 +86,15 @@ def test_chapter_6_jpeg_effect_at_the_cpu_budget_is_not_measurable():
     assert all(e.test.difference > 0 for e in test)
     assert (round(min(e.test.difference for e in test), 1), round(max(e.test.difference for e in test), 1)) == (1.3, 3.7)
     assert min(e.test.difference for e in train) < 0 < max(e.test.difference for e in train)
+
+
+def test_chapter_4_bottleneck83_behind_resnet56_at_the_cpu_budget_within_seed_noise():
+    """Ch. 4: "the bottleneck net ends behind ResNet-56 in every seed, by about 12 points of training
+    error on average, with a wide spread: one run ends close to chance (90%), one close to ResNet-56
+    ... still within seed noise by Welch's t"."""
+    from resnet_book import scorecard
+    bottleneck, resnet = _final("bottleneck", "bottleneck83", "train_error"), _final("bottleneck", "resnet56", "train_error")
+    assert min(bottleneck) > max(resnet)
+    w = scorecard.welch(resnet, bottleneck)
+    assert round(w.difference) == 12 and not w.significant
+    assert max(bottleneck) > 80 and min(bottleneck) - max(resnet) < 5
