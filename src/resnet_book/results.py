@@ -182,7 +182,8 @@ def _budget_rank(budget: dict) -> tuple[int, int]:
     return (BUDGET_ORDER.index(name) if name in BUDGET_ORDER else -1, _scale(budget))
 
 
-def _source_rank(source: str) -> tuple[int, str]:
+def source_rank(source: str) -> tuple[int, str]:
+    """Sort key of a data source: :data:`SOURCE_PREFERENCE` first, others after, by name."""
     return (SOURCE_PREFERENCE.index(source) if source in SOURCE_PREFERENCE else len(SOURCE_PREFERENCE), source)
 
 
@@ -334,7 +335,7 @@ def load(experiment: str, *, root: str | os.PathLike | None = None, budget: str 
     for label, rs in runs.groups().items():
         top = max(_budget_rank(r["budget"]) for r in rs)
         at_top = [r for r in rs if _budget_rank(r["budget"]) == top]
-        best = min(_source_rank(r["data"]["source"]) for r in at_top)
-        keep += [r for r in at_top if _source_rank(r["data"]["source"]) == best]
+        best = min(source_rank(r["data"]["source"]) for r in at_top)
+        keep += [r for r in at_top if source_rank(r["data"]["source"]) == best]
     kept = {id(r) for r in keep}
     return Runs(experiment, [r for r in runs.records if id(r) in kept])

@@ -162,7 +162,6 @@ def load_weights(experiment: str, label: str, *, seed: int = 0, budget: str | No
     mode, after checking the file's sha256 against the manifest. The fp16 weights are loaded into
     the usual fp32 model."""
     from . import results
-    from .train import BUDGETS
 
     found = [e for e in entries(experiment, root) if e["label"] == label and e["seed"] == seed
              and budget in (None, e["config"]["budget"]) and source in (None, e["data_source"])]
@@ -173,11 +172,10 @@ def load_weights(experiment: str, label: str, *, seed: int = 0, budget: str | No
                            + (f" at budget {budget!r}" if budget else "") + (f" on {source}" if source else "")
                            + "; kept: " + (", ".join(f"{lab} seed {s} ({b}, {src})" for lab, s, b, src in have) or "none")
                            + f". `python -m resnet_book reproduce {experiment}` trains and keeps them.")
-    order, preferred = list(BUDGETS), list(getattr(results, "SOURCE_PREFERENCE", ()))
-
-    def rank(e):
-        b, s = e["config"]["budget"], e["data_source"]
-        return (order.index(b) if b in order else -1, -preferred.index(s) if s in preferred else -len(preferred))
+    def rank(e):  # the largest budget, then the preferred data source: as results.load shows runs
+        b = e["config"]["budget"]
+        return (results.BUDGET_ORDER.index(b) if b in results.BUDGET_ORDER else -1,
+                -results.source_rank(e["data_source"])[0])
 
     entry = max(found, key=rank)
     path = file_for(experiment, entry["run_id"], entry["location"], root, source=entry["data_source"])

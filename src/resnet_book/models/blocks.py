@@ -297,10 +297,9 @@ def init_paper_(model: nn.Module, zero_init_residual: bool = False) -> None:
     pre-activation unit, the last convolution), so every residual block starts as the identity
     (Goyal et al. 2017).  It is ignored for plain blocks, which would then output zeros.
     """
+    he_init_(model, "fan_out")  # draws conv by conv, in module order: the same numbers as before
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")  # as he_init_(model)
-        elif isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     if zero_init_residual:
