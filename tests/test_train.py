@@ -345,6 +345,15 @@ def test_experiments_overview_lists_every_experiment_with_its_runs_seeds_and_bud
     assert table6.count("final weights of seed 0") == 1
 
 
+def test_experiments_describe_gives_the_command_line_the_same_facts_as_the_overview():
+    from resnet_book import experiments
+    text = experiments.describe()
+    names = [line.split()[0] for line in text.splitlines() if not line.startswith(" ")]
+    assert names == list(experiments.EXPERIMENTS)
+    table6 = text[text.index("table6"):]
+    assert "seeds 0, 1, 2; resnet110: 0, 1, 2, 3, 4; resnet1202: 0; budget paper" in table6.splitlines()[1]
+
+
 def test_mean_curve_averages_the_seeds_of_one_label_evaluation_by_evaluation():
     def rec(label, seed, train, budget="cpu", steps=(50, 100, 150)):
         return {"label": label, "run_id": f"{label}_{budget}_seed{seed}", "budget": {"name": budget},

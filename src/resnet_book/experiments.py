@@ -421,14 +421,22 @@ def _stored_elsewhere(name: str, config: TrainConfig, analyses, root, source: st
     return None
 
 
+def _facts(e: Experiment) -> tuple[str, str, str]:
+    """What ``describe`` and ``overview`` both show of one experiment: its run labels, its seeds
+    (with any label's own seeds) and whether it keeps weights, as text."""
+    labels = ", ".join(label for label, _ in e.runs)
+    seeds = ", ".join(map(str, e.seeds)) + "".join(f"; {label}: {', '.join(map(str, s))}"
+                                                   for label, s in e.label_seeds.items())
+    weights = "; keeps the final weights of seed 0" if e.keep_weights and "weights" not in e.description else ""
+    return labels, seeds, weights
+
+
 def describe() -> str:
     """Every experiment as text, for the command line (``list``)."""
     lines = []
     for e in EXPERIMENTS.values():
-        labels = ", ".join(label for label, _ in e.runs)
-        seeds = f"seeds {list(e.seeds)}" + "".join(f", {label}: {list(s)}" for label, s in e.label_seeds.items())
-        weights = "; keeps the final weights of seed 0" if e.keep_weights else ""
-        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; {seeds}; budget {e.budget}{weights}")
+        labels, seeds, weights = _facts(e)
+        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; seeds {seeds}; budget {e.budget}{weights}")
     return "\n".join(lines)
 
 
@@ -437,10 +445,8 @@ def overview() -> str:
     than as table cells on a narrow page): what it trains, its runs, seeds and budget."""
     items = []
     for e in EXPERIMENTS.values():
-        seeds = ", ".join(map(str, e.seeds)) + "".join(f"; {label}: {', '.join(map(str, s))}"
-                                                       for label, s in e.label_seeds.items())
-        weights = "; keeps the final weights of seed 0" if e.keep_weights and "weights" not in e.description else ""
-        runs = ", ".join(f"`{label}`" for label, _ in e.runs)
+        labels, seeds, weights = _facts(e)
+        runs = ", ".join(f"`{label}`" for label in labels.split(", "))
         items.append(f"- **{e.name}** ({e.budget} budget): {e.description}{weights}. Runs {runs}; seeds {seeds}.")
     return "\n".join(items)
 
