@@ -98,3 +98,78 @@ def test_chapter_4_bottleneck83_behind_resnet56_at_the_cpu_budget_within_seed_no
     w = scorecard.welch(resnet, bottleneck)
     assert round(w.difference) == 12 and not w.significant
     assert max(bottleneck) > 80 and min(bottleneck) - max(resnet) < 5
+
+
+def _runs(experiment, label, source="cifar10-original"):
+    from resnet_book import results
+    runs = sorted(results.load(experiment, budget="cpu", source=source, root=RESULTS).where(label=label),
+                  key=lambda r: r["seed"])
+    assert [r["seed"] for r in runs] == [0, 1, 2], f"{experiment}/{label}: three seeds stored on {source}"
+    return runs
+
+
+def _first_below(run, level=0.85):
+    return next((s for s, e in zip(run["curves"]["step"], run["curves"]["train_error"]) if e < level), None)
+
+
+def test_chapter_1_deeper_plain_networks_start_later_and_resnets_also_lose_with_depth():
+    """Ch. 1: "plain-20 is below 85% training error by iteration 50 in every seed, plain-32 by 100,
+    plain-44 and plain-56 only by 150 (one plain-56 seed by 350) ... the ResNets of chapter 2 also end
+    worse the deeper they are here"; the exercise: "three times as long as plain-20"."""
+    first = {d: [_first_below(r) for r in _runs("degradation", f"plain{d}")] for d in (20, 32, 44, 56)}
+    assert first == {20: [50, 50, 50], 32: [100, 100, 100], 44: [150, 150, 150], 56: [150, 150, 350]}
+    resnet = {d: statistics.mean(_final("reversal", f"resnet{d}", "train_error")) for d in (20, 56)}
+    assert resnet[56] > resnet[20]
+
+
+def test_chapter_2_every_resnet_below_its_plain_network_by_8_to_19_points_largest_at_44():
+    """Ch. 2: "by 8 to 19 points (last column), more at 32 to 56 layers than at 20. The gap does not
+    grow steadily: it is largest at 44 layers" (and ch. 6's "8 to 19 points ... at every depth")."""
+    gap = {d: statistics.mean(_final("degradation", f"plain{d}", "train_error"))
+              - statistics.mean(_final("reversal", f"resnet{d}", "train_error")) for d in (20, 32, 44, 56)}
+    assert all(max(_final("reversal", f"resnet{d}", "train_error")) < min(_final("degradation", f"plain{d}", "train_error"))
+               for d in gap)
+    assert round(min(gap.values())) == 8 and round(max(gap.values())) == 19
+    assert max(gap, key=gap.get) == 44 and min(gap, key=gap.get) == 20
+
+
+def test_chapter_2_layer_responses_near_one_except_plain56_first_stage():
+    """Ch. 2: "Every 3×3 layer of plain-20, ResNet-20 and ResNet-56 ends with a response std between
+    0.88 and 1.26, and so do plain-56's second and third stages (0.94 to 1.08) ... the first layers of
+    plain-56 (6 to 12 of them, all in the first stage) read stds above 1.5, up to 12.1, 6.9 and 2.4"."""
+    values = [v for e, label in (("degradation", "plain20"), ("reversal", "resnet20"), ("reversal", "resnet56"))
+              for r in _runs(e, label) for v in r["analysis"]["responses"].values()]
+    assert (round(min(values), 2), round(max(values), 2)) == (0.88, 1.26)
+    plain56 = [r["analysis"]["responses"] for r in _runs("degradation", "plain56")]
+    later = [v for r in plain56 for k, v in r.items() if not k.startswith("layer1")]
+    assert (round(min(later), 2), round(max(later), 2)) == (0.94, 1.08)
+    large = [{k: v for k, v in r.items() if v > 1.5} for r in plain56]
+    assert all(k.startswith("layer1") for r in large for k in r)
+    assert sorted(len(r) for r in large) == [6, 11, 12]
+    assert [round(max(r.values()), 1) for r in large] == [12.1, 6.9, 2.4]
+
+
+def test_chapter_3_lesions_resnet56_loses_little_plain56_most_of_the_way_to_chance():
+    """Ch. 3: "0.7 to 1.9 points ... the first block of stage 1, the worst single block in every seed,
+    whose removal costs 10 to 27 points (75 to 86% test error) ... eight random blocks ... better than
+    chance in every draw ... median over blocks is 86 to 88% ... 6.8 to 9.7 points above ... seed 1,
+    where dropping block 10 costs 6.7 points, its second-worst block"."""
+    def lesions(experiment, label):
+        return [r["analysis"]["lesion"] for r in _runs(experiment, label)]
+
+    def median_change(s):
+        return statistics.median(v for v in s["single"].values() if v is not None) - s["baseline"]
+
+    resnet, plain = lesions("reversal", "resnet56"), lesions("degradation", "plain56")
+    assert [round(100 * median_change(s), 1) for s in resnet] == [1.9, 0.7, 1.4]
+    worst = [max((v, k) for k, v in s["single"].items() if v is not None) for s in resnet]
+    assert {k for _, k in worst} == {"layer1.0"}
+    assert [round(100 * (v - s["baseline"])) for (v, _), s in zip(worst, resnet)] == [27, 10, 11]
+    assert all(e < 0.9 for s in resnet for e in s["random_sets"]["8"])
+    assert [round(100 * (statistics.median(v for v in s["single"].values() if v is not None)), 1) for s in plain] \
+        == [88.0, 88.0, 85.8]
+    assert [round(100 * median_change(s), 1) for s in plain] == [9.7, 9.2, 6.8]
+    seed1 = sorted(((v, k) for k, v in resnet[1]["single"].items() if v is not None), reverse=True)
+    assert seed1[1][1] == "layer2.0" and round(100 * (seed1[1][0] - resnet[1]["baseline"]), 1) == 6.7
+    for s in (resnet[0], resnet[2]):
+        assert all(abs(s["single"][k] - s["baseline"]) < 0.02 for k in ("layer2.0", "layer3.0"))
