@@ -173,3 +173,35 @@ def test_chapter_3_lesions_resnet56_loses_little_plain56_most_of_the_way_to_chan
     assert seed1[1][1] == "layer2.0" and round(100 * (seed1[1][0] - resnet[1]["baseline"]), 1) == 6.7
     for s in (resnet[0], resnet[2]):
         assert all(abs(s["single"][k] - s["baseline"]) < 0.02 for k in ("layer2.0", "layer3.0"))
+
+
+def test_chapter_3_preactivation_ahead_of_both_resnet56_baselines():
+    """Ch. 3: "11.0 points lower in mean training error than the standard ResNet-56 (54.1 ± 1.3%
+    against 65.1 ± 3.3%), lower in each of the three seeds (by 9.1 to 13.0 points), a difference beyond
+    seed noise in training and in test error ... Against the zero-initialised ResNet-56 the gap is 4.2
+    points on average (2.0 to 6.6 per seed)"; ch. 6: "beyond seed noise in training error only"."""
+    from resnet_book import scorecard
+    pre = _final("preactivation", "preresnet56", "train_error")
+    standard = _final("preactivation", "resnet56", "train_error")
+    zero = _final("zero-init", "resnet56-zero-init", "train_error")
+    assert (round(statistics.mean(pre), 1), round(statistics.stdev(pre), 1)) == (54.1, 1.3)
+    assert (round(statistics.mean(standard), 1), round(statistics.stdev(standard), 1)) == (65.1, 3.3)
+    assert [round(s - p, 1) for s, p in zip(standard, pre)] == [9.1, 11.0, 13.0]
+    assert [round(z - p, 1) for z, p in zip(zero, pre)] == [6.6, 2.0, 4.1]
+    assert round(statistics.mean(zero) - statistics.mean(pre), 1) == 4.2
+    for metric in ("train_error", "test_error"):
+        assert scorecard.welch(_final("preactivation", "resnet56", metric),
+                               _final("preactivation", "preresnet56", metric)).significant, metric
+    assert scorecard.welch(zero, pre).significant
+    assert not scorecard.welch(_final("zero-init", "resnet56-zero-init", "test_error"),
+                               _final("preactivation", "preresnet56", "test_error")).significant
+
+
+def test_chapter_5_option_a_zero_init_lower_but_within_seed_noise():
+    """Ch. 5: "the latter still ended lower in mean training error (58.3 ± 1.8% against 65.1 ± 3.3%),
+    a difference within seed noise by Welch's t"."""
+    from resnet_book import scorecard
+    standard, zero = _final("zero-init", "resnet56", "train_error"), _final("zero-init", "resnet56-zero-init", "train_error")
+    assert (round(statistics.mean(zero), 1), round(statistics.stdev(zero), 1)) == (58.3, 1.8)
+    assert round(statistics.mean(standard), 1) == 65.1
+    assert not scorecard.welch(standard, zero).significant
