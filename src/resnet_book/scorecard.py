@@ -18,6 +18,7 @@ it rests on, and what the stored runs do not cover.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -363,24 +364,30 @@ CLAIMS = (
 def source_effects(records: Iterable[dict], *, budget: str, reference: str = "cifar10-jpeg",
                    metrics: tuple[str, ...] = ("test_error", "train_error")) -> list[Comparison]:
     """The same configurations trained on ``reference`` and on another data source at one budget:
-    for every label with at least two seeds on both, the difference other − reference (Welch's t).
-    Runs are matched by label within each experiment; nothing is pooled across sources."""
-    by_experiment: dict[str, list[dict]] = defaultdict(list)
+    for every configuration with at least two seeds on both, the difference other − reference
+    (Welch's t).  Runs are matched by label and by their run id without the seed (which names the
+    model, its options and the budget), across experiments, so a run that several experiments store (the ResNet-56 that ``preactivation``
+    and ``zero-init`` reuse from ``reversal``) is compared once, and one seed counts once; nothing is
+    pooled across sources or budgets."""
+    groups: dict[tuple[str, str], dict[tuple[str, str], dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
-        by_experiment[r["experiment"]].append(r)
+        if r.get("status", "complete") != "complete":
+            continue
+        # the run id names the configuration (model, options, budget) and ends with the seed
+        key = (r.get("label", r["config"]["model"]), re.sub(r"_seed\d+$", "", r["run_id"]))
+        groups[r["budget"]["name"], r["data"]["source"]][key].setdefault(r["seed"], r)
+    base = groups.get((budget, reference), {})
     out = []
-    for experiment in sorted(by_experiment):
-        groups = strata(by_experiment[experiment])
-        base = groups.get((budget, reference), {})
-        for (b, source), other in sorted(groups.items()):
-            if b != budget or source == reference:
-                continue
-            for label in sorted(set(base) & set(other)):
-                for metric in metrics:
-                    x, y = _values(base[label], metric), _values(other[label], metric)
-                    if len(x) >= 2 and len(y) >= 2:
-                        out.append(Comparison(f"{label} on {reference}", f"{label} on {source}", metric, budget,
-                                              source, welch(x, y)))
+    for (b, source), other in sorted(groups.items()):
+        if b != budget or source == reference:
+            continue
+        for key in sorted(set(base) & set(other)):
+            label = key[0]
+            for metric in metrics:
+                x, y = _values(list(base[key].values()), metric), _values(list(other[key].values()), metric)
+                if len(x) >= 2 and len(y) >= 2:
+                    out.append(Comparison(f"{label} on {reference}", f"{label} on {source}", metric, budget,
+                                          source, welch(x, y)))
     return out
 
 
