@@ -366,9 +366,9 @@ def source_effects(records: Iterable[dict], *, budget: str, reference: str = "ci
     """The same configurations trained on ``reference`` and on another data source at one budget:
     for every configuration with at least two seeds on both, the difference other − reference
     (Welch's t).  Runs are matched by label and by their run id without the seed (which names the
-    model, its options and the budget), across experiments, so a run that several experiments store (the ResNet-56 that ``preactivation``
-    and ``zero-init`` reuse from ``reversal``) is compared once, and one seed counts once; nothing is
-    pooled across sources or budgets."""
+    model, its options and the budget), across experiments, so a run that several experiments store
+    (the ResNet-56 that ``preactivation`` and ``zero-init`` reuse from ``reversal``) is compared once,
+    and one seed counts once; nothing is pooled across sources or budgets."""
     groups: dict[tuple[str, str], dict[tuple[str, str], dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
     for r in records:
         if r.get("status", "complete") != "complete":
