@@ -421,10 +421,10 @@ def _stored_elsewhere(name: str, config: TrainConfig, analyses, root, source: st
     return None
 
 
-def _facts(e: Experiment) -> tuple[str, str, str]:
+def _facts(e: Experiment) -> tuple[list[str], str, str]:
     """What ``describe`` and ``overview`` both show of one experiment: its run labels, its seeds
     (with any label's own seeds) and whether it keeps weights, as text."""
-    labels = ", ".join(label for label, _ in e.runs)
+    labels = [label for label, _ in e.runs]
     seeds = ", ".join(map(str, e.seeds)) + "".join(f"; {label}: {', '.join(map(str, s))}"
                                                    for label, s in e.label_seeds.items())
     weights = "; keeps the final weights of seed 0" if e.keep_weights and "weights" not in e.description else ""
@@ -436,7 +436,7 @@ def describe() -> str:
     lines = []
     for e in EXPERIMENTS.values():
         labels, seeds, weights = _facts(e)
-        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {labels}; seeds {seeds}; budget {e.budget}{weights}")
+        lines.append(f"{e.name:14s} {e.description}\n{'':14s} runs: {', '.join(labels)}; seeds {seeds}; budget {e.budget}{weights}")
     return "\n".join(lines)
 
 
@@ -446,7 +446,7 @@ def overview() -> str:
     items = []
     for e in EXPERIMENTS.values():
         labels, seeds, weights = _facts(e)
-        runs = ", ".join(f"`{label}`" for label in labels.split(", "))
+        runs = ", ".join(f"`{label}`" for label in labels)
         items.append(f"- **{e.name}** ({e.budget} budget): {e.description}{weights}. Runs {runs}; seeds {seeds}.")
     return "\n".join(items)
 

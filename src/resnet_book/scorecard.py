@@ -18,7 +18,6 @@ it rests on, and what the stored runs do not cover.
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -364,27 +363,19 @@ CLAIMS = (
 def source_effects(records: Iterable[dict], *, budget: str, reference: str = "cifar10-jpeg",
                    metrics: tuple[str, ...] = ("test_error", "train_error")) -> list[Comparison]:
     """The same configurations trained on ``reference`` and on another data source at one budget:
-    for every configuration with at least two seeds on both, the difference other − reference
-    (Welch's t).  Runs are matched by label and by their run id without the seed (which names the
-    model, its options and the budget), across experiments, so a run that several experiments store
-    (the ResNet-56 that ``preactivation`` and ``zero-init`` reuse from ``reversal``) is compared once,
-    and one seed counts once; nothing is pooled across sources or budgets."""
-    groups: dict[tuple[str, str], dict[tuple[str, str], dict[int, dict]]] = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        if r.get("status", "complete") != "complete":
-            continue
-        # the run id names the configuration (model, options, budget) and ends with the seed
-        key = (r.get("label", r["config"]["model"]), re.sub(r"_seed\d+$", "", r["run_id"]))
-        groups[r["budget"]["name"], r["data"]["source"]][key].setdefault(r["seed"], r)
+    for every label with at least two seeds on both, the difference other − reference (Welch's t).
+    Runs of all experiments are grouped together by :func:`strata`, so a run that several
+    experiments store (the ResNet-56 that ``preactivation`` and ``zero-init`` reuse from
+    ``reversal``) counts once; nothing is pooled across sources or budgets."""
+    groups = strata(records)
     base = groups.get((budget, reference), {})
     out = []
     for (b, source), other in sorted(groups.items()):
         if b != budget or source == reference:
             continue
-        for key in sorted(set(base) & set(other)):
-            label = key[0]
+        for label in sorted(set(base) & set(other)):
             for metric in metrics:
-                x, y = _values(list(base[key].values()), metric), _values(list(other[key].values()), metric)
+                x, y = _values(base[label], metric), _values(other[label], metric)
                 if len(x) >= 2 and len(y) >= 2:
                     out.append(Comparison(f"{label} on {reference}", f"{label} on {source}", metric, budget,
                                           source, welch(x, y)))
