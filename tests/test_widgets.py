@@ -152,3 +152,18 @@ def test_runs_table_has_mean_std_and_provenance():
     assert t.rows == [["plain20", "25.0 ± 7.1", "2", "smoke", "cifar10-jpeg", "CPU"]]
     empty = widgets.runs_table(Runs("none", []))
     assert not empty.rows and "No stored runs for" in empty._repr_html_() and "none" in empty._repr_html_()
+
+
+def test_glue_hands_the_value_to_myst_nb_without_showing_it(monkeypatch):
+    import myst_nb.ext.glue as myst_glue
+
+    from resnet_book.tables import glue
+    shown = []
+    monkeypatch.setattr(myst_glue, "ipy_display", lambda bundle, raw, metadata: shown.append((bundle, metadata)))
+    glue("ch5-gap", "58.3 ± 1.8")
+    (bundle, metadata), = shown
+    assert metadata["scrapbook"]["name"] == "ch5-gap"
+    assert bundle == {"application/papermill.record/text/plain": "'58.3 ± 1.8'"}
+    for bad in ("", "two words", "a:b", 3):
+        with pytest.raises(ValueError, match="name"):
+            glue(bad, 1)

@@ -4,7 +4,7 @@ A :class:`Table` renders as an HTML table in Jupyter, Colab and the rendered boo
 (``_repr_html_``), as a Markdown table where Markdown is preferred (``_repr_markdown_``) and as
 aligned text in a terminal (``str``).  It knows nothing of runs or models: cells pass the values,
 already chosen, :func:`mean_std` formats a summary as "mean ± std" and :func:`relative_change`
-a ratio as a signed percentage.
+a ratio as a signed percentage. :func:`glue` hands a computed value to the prose of the book.
 """
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def relative_change(new: float, old: float, *, digits: int = 1) -> str:
     if not old:
         raise ValueError(f"relative_change: the reference value must be non-zero, got {old!r}")
     return f"{100 * (new / old - 1):+.{digits}f}%"
+
+
+def glue(name: str, value) -> None:
+    """Make ``value`` quotable in the prose as ``{glue:text}`name``` (myst-nb's glue, nothing shown
+    in the cell). A number the prose quotes is glued from the cell that computes it, never typed.
+    Where myst-nb is not installed (Colab, a plain Jupyter) there is no prose to fill: it does nothing."""
+    if not isinstance(name, str) or not name or any(ch.isspace() or ch in ":`" for ch in name):
+        raise ValueError(f"glue: the name must be a non-empty string without spaces, ':' or '`', got {name!r}")
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    myst_glue(name, value, display=False)
 
 
 class Table:
