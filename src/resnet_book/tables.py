@@ -150,21 +150,3 @@ class Table:
 
     def __repr__(self) -> str:
         return str(self)
-
-
-GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mime prefix for glued, undisplayed values
-
-
-def glue(prefix: str, facts: dict) -> None:
-    """Glue each of ``facts`` (name -> value) for the book's prose as ``{glue:text}`<prefix>-<name>```,
-    exactly as ``myst_nb.glue(name, value, display=False)`` does (the cell shows nothing), without
-    needing myst-nb installed (Colab).  Values are glued as text: format numbers before gluing, so
-    the page prints what the table beside it prints."""
-    from IPython.display import display
-
-    if not prefix or not isinstance(facts, dict):
-        raise ValueError(f"glue needs a non-empty prefix and a dict of facts; got {prefix!r} and {type(facts).__name__}")
-    for name, value in facts.items():
-        key = f"{prefix}-{name}"
-        display({GLUE_PREFIX + "text/plain": repr(format_cell(value))}, raw=True,
-                metadata={"scrapbook": {"name": key, "mime_prefix": GLUE_PREFIX}})
