@@ -478,7 +478,7 @@ def test_bottleneck_experiment_pairs_nets_of_equal_multiply_adds():
 def test_trainer_equals_a_plain_loop(tiny):
     """The recipe written out as the plainest loop -- schedule, batch, forward, loss, backward, SGD,
     and every ``eval_every`` iterations the window's means and the test error -- gives the trainer's
-    curves exactly, on any machine (the frozen numbers of test_train_golden.py need the recording one)."""
+    curves exactly, on any machine (the frozen numbers of test_train_golden.py need its pinned kernels)."""
     from resnet_book.data import TrainBatches
     from resnet_book.models import build_model
     from resnet_book.train import dataset_for, evaluate

@@ -3,10 +3,13 @@
 ``data/train_golden.json`` holds the curves, final metrics and a hash of the final weights of a few
 short runs, recorded with the trainer as it was before it was split into named pieces (commit
 a976ade).  Floating-point results depend on the CPU's kernels, the thread count and the torch
-version, so the exact comparison runs where those match the recording (this repository's CI
-machine, one thread); elsewhere it is skipped with the reason.  The portable half of the check --
-the trainer equals a plain re-implementation of the recipe on any machine -- is
-``test_trainer_equals_a_plain_loop`` in ``test_train.py``.
+version.  "Bit for bit" here means: with the same pinned kernels.  The runs execute in a subprocess
+whose kernels are capped at AVX2 (``pinned_kernels.py``: ATen, oneDNN and MKL, set before torch is
+imported) with one thread, so the recorded numbers are reproduced on AVX2 and AVX-512 machines
+alike; the recorded machine signature names that capability and the torch version.  A machine that
+cannot honour the cap (not x86-64, no AVX2) or has another torch skips with the reason.  The
+portable half of the check -- the trainer equals a plain re-implementation of the recipe on any
+machine -- is ``test_trainer_equals_a_plain_loop`` in ``test_train.py``.
 
 Record again (only after a change that is *meant* to change the numbers)::
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_book.results import device_name
+import pinned_kernels
 from resnet_book.train import TrainConfig, train
 
 GOLDEN = Path(__file__).parent / "data" / "train_golden.json"
@@ -68,39 +71,46 @@ def run_all(data) -> dict:
 
 
 def machine() -> dict:
-    return {"device": device_name("cpu"), "torch": torch.__version__}
+    """What the recorded numbers depend on: the torch version, the kernels' instruction set, one thread."""
+    return {"torch": torch.__version__, "cpu_capability": pinned_kernels.capability(),
+            "threads": torch.get_num_threads()}
 
 
-def _one_thread():
-    before = torch.get_num_threads()
+def measure() -> dict:
+    """Inside the pinned subprocess: the machine signature and every run's summary."""
+    from conftest import make_tiny
+
+    pinned_kernels.require_pinned()
     torch.set_num_threads(1)
-    return before
+    return {"machine": machine(), "runs": run_all(make_tiny())}
 
 
 @pytest.mark.slow
-def test_trainer_reproduces_the_recorded_runs_bit_for_bit(tiny):
+def test_trainer_reproduces_the_recorded_runs_bit_for_bit():
+    reason = pinned_kernels.unavailable()
+    if reason:
+        pytest.skip(reason)
     golden = json.loads(GOLDEN.read_text())
-    before = _one_thread()
-    try:
-        if golden["machine"] != machine():
-            pytest.skip(f"recorded on {golden['machine']}; this is {machine()} (floating point may differ)")
-        now = run_all(tiny)
-    finally:
-        torch.set_num_threads(before)
-    assert now.keys() == golden["runs"].keys()
+    if golden["machine"]["torch"] != torch.__version__:
+        pytest.skip(f"recorded with torch {golden['machine']['torch']}; this is {torch.__version__}")
+    now = pinned_kernels.run(Path(__file__), "--measure")
+    assert now["machine"] == golden["machine"]
+    assert now["runs"].keys() == golden["runs"].keys()
     for name, want in golden["runs"].items():
-        got = now[name]
+        got = now["runs"][name]
         for key in want:
             assert got[key] == want[key], f"{name}: {key} differs from the recorded run"
     # resuming after every single iteration changes nothing either
-    resumed = dict(now[RESUMED + "_resumed"])
+    resumed = dict(now["runs"][RESUMED + "_resumed"])
     assert resumed.pop("pieces") == RUNS[RESUMED].get("iterations", 24)
-    assert resumed == now[RESUMED]
+    assert resumed == now["runs"][RESUMED]
 
 
-if __name__ == "__main__" and "--record" in sys.argv:
-    from conftest import make_tiny
-
-    torch.set_num_threads(1)
-    GOLDEN.write_text(json.dumps({"machine": machine(), "runs": run_all(make_tiny())}, indent=1) + "\n")
-    print(f"wrote {GOLDEN}")
+if __name__ == "__main__":
+    if "--measure" in sys.argv:  # run by the test (and by --record) with pinned kernels
+        print(json.dumps(measure()))
+    elif "--record" in sys.argv:
+        if pinned_kernels.unavailable():
+            sys.exit(f"cannot record: {pinned_kernels.unavailable()}")
+        GOLDEN.write_text(json.dumps(pinned_kernels.run(Path(__file__), "--measure"), indent=1) + "\n")
+        print(f"wrote {GOLDEN}")
