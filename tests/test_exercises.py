@@ -1,5 +1,7 @@
 """Exercises: the solutions in the notebooks pass their checks, wrong answers get hints, and the
 student versions (make student) keep everything but the solutions."""
+import contextlib
+import io
 import json
 import re
 import subprocess
@@ -18,6 +20,26 @@ REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((REPO / "notebooks").glob("*.ipynb"))
 sys.path.insert(0, str(REPO / "tools"))
 import make_student  # noqa: E402
+
+
+def _passes(check, answer):
+    """A right answer: the check prints its confirmation and returns None (nothing for nbgrader to
+    read as partial credit, no quoted string under the cell)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert check(answer) is None
+    assert out.getvalue().startswith("Correct"), out.getvalue()
+    return out.getvalue()
+
+
+def _failure(check, answer):
+    """The ExerciseError a wrong answer raises (None if it passes); its traceback starts here."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            check(answer)
+    except exercises.ExerciseError as err:
+        return err
+    return None
 
 
 def _solution_and_check_cells(path):
@@ -56,7 +78,7 @@ def test_wrong_answers_get_hints_not_solutions():
 
     with pytest.raises(exercises.ExerciseError, match="BN still changes"):
         exercises.check_identity_block(convs_only)
-    assert "Correct" in exercises.check_identity_block(make_identity_)
+    _passes(exercises.check_identity_block, make_identity_)
     with pytest.raises(exercises.ExerciseError, match="ReLU after the addition"):
         exercises.check_residual_forward(lambda b, x: b.residual_branch(x) + x)
     with pytest.raises(exercises.ExerciseError, match="shortcut is missing"):
@@ -108,8 +130,8 @@ def test_identity_check_accepts_every_correct_answer():
                     bn.running_var.fill_(var(bn.eps))
         return fn
 
-    assert "Correct" in exercises.check_identity_block(identity(lambda eps: 1.0))
-    assert "Correct" in exercises.check_identity_block(identity(lambda eps: 1.0 - eps))
+    _passes(exercises.check_identity_block, identity(lambda eps: 1.0))
+    _passes(exercises.check_identity_block, identity(lambda eps: 1.0 - eps))
     with pytest.raises(exercises.ExerciseError, match="BN still changes"):
         exercises.check_identity_block(identity(lambda eps: 1.0, shift=1e-3))
     with pytest.raises(exercises.ExerciseError, match="BN still changes"):
@@ -148,7 +170,7 @@ def test_chapter_3_checks_give_hints():
 
 def test_chapter_4_checks_give_hints():
     right = {"basic": lambda p: 18 * p * p, "bottleneck": lambda p: 17 * p * p, "bottleneck+projection": lambda p: 33 * p * p}
-    assert "Correct" in exercises.check_block_weights(lambda kind, p: right[kind](p))
+    _passes(exercises.check_block_weights, lambda kind, p: right[kind](p))
     with pytest.raises(exercises.ExerciseError, match="kind=.bottleneck., p=1 your count is too large: count the three"):
         exercises.check_block_weights(lambda kind, p: 20 * p * p if kind == "bottleneck" else right[kind](p))
     with pytest.raises(exercises.ExerciseError, match="projection on the shortcut is a convolution too"):
@@ -159,7 +181,7 @@ def test_chapter_4_checks_give_hints():
         exercises.check_block_weights(lambda kind, p: 18.0 * p * p)
 
     macs = exercises._macs_variant
-    assert "Correct" in exercises.check_conv_macs(macs)
+    _passes(exercises.check_conv_macs, macs)
     with pytest.raises(exercises.ExerciseError, match="7, 7.* on 224x224 your count is too large: you counted every input position"):
         exercises.check_conv_macs(lambda conv, h, w: conv.weight.numel() * h * w)
     with pytest.raises(exercises.ExerciseError, match="counted every input position"):
@@ -175,7 +197,7 @@ def test_chapter_5_checks_give_hints():
         x = x[:, :, ::s, ::s]
         return torch.cat([x, x.new_zeros(x.shape[0], c - x.shape[1], *x.shape[2:])], 1)
 
-    assert "Correct" in exercises.check_zero_pad_shortcut(zero_pad)
+    _passes(exercises.check_zero_pad_shortcut, zero_pad)
     with pytest.raises(exercises.ExerciseError, match="zeros go after"):
         exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, s).roll(c - x.shape[1], dims=1))
     with pytest.raises(exercises.ExerciseError, match="does not average"):
@@ -187,7 +209,7 @@ def test_chapter_5_checks_give_hints():
         exercises.check_zero_pad_shortcut(lambda x, c, s: zero_pad(x, c, 1))
 
     right = {"A": lambda n: 0, "B": lambda n: 2752, "C": lambda n: 5600 * n - 2560}
-    assert "Correct" in exercises.check_shortcut_parameters(lambda n, o: right[o](n))
+    _passes(exercises.check_shortcut_parameters, lambda n, o: right[o](n))
     with pytest.raises(exercises.ExerciseError, match="option B your count is too small: did you count the BN"):
         exercises.check_shortcut_parameters(lambda n, o: 2560 if o == "B" else right[o](n))  # BN forgotten
     with pytest.raises(exercises.ExerciseError, match="option C your count is too small: what each step of n adds is wrong"):
@@ -200,7 +222,7 @@ def test_chapter_6_checks_give_hints():
     def lr(it, warming_up, second=48_000):
         return 0.01 if warming_up else 0.1 * 0.1 ** ((it >= 32_000) + (it >= second))
 
-    assert "Correct" in exercises.check_paper_schedule(lr)
+    _passes(exercises.check_paper_schedule, lr)
     with pytest.raises(exercises.ExerciseError, match="iteration 32,000 .*too large: your rate drops one iteration too late"):
         exercises.check_paper_schedule(lambda it, w: 0.01 if w else 0.1 * 0.1 ** ((it > 32_000) + (it > 48_000)))
     with pytest.raises(exercises.ExerciseError, match="iteration 31,999 .*too early"):
@@ -209,7 +231,7 @@ def test_chapter_6_checks_give_hints():
         exercises.check_paper_schedule(lambda it, w: lr(it, False))
     with pytest.raises(exercises.ExerciseError, match="iteration 40,000 .*too small: paper Sec. 4.2"):
         exercises.check_paper_schedule(lambda it, w: lr(it, w, second=40_000))
-    assert "Correct" in exercises.check_training_epochs(lambda b: b.iterations * b.batch_size / (b.train_size or 50_000))
+    _passes(exercises.check_training_epochs, lambda b: b.iterations * b.batch_size / (b.train_size or 50_000))
     with pytest.raises(exercises.ExerciseError, match="'paper' budget .*too large: train_size None"):
         exercises.check_training_epochs(lambda b: b.iterations * b.batch_size / (b.train_size or 45_000))
     with pytest.raises(exercises.ExerciseError, match="'smoke' budget.*too small: each iteration shows a whole batch"):
@@ -279,34 +301,30 @@ NUMERIC_CHECKS = {
 }
 
 
-def _wrong_answer_messages(name):
+def _wrong_answer_errors(name):
+    """The ExerciseErrors of many wrong answers: each mistake at one case (right elsewhere), and everywhere."""
     cases, mistakes = NUMERIC_CHECKS[name]
     check, truth = getattr(exercises, name), _truth(name)
     cases = cases()
     expected = [want for _, want in cases]
     n_mistakes = len(mistakes(expected[0]))
-    messages = []
+    errors = []
     for args, _ in cases:                          # wrong at one case, right elsewhere ...
         wrong_key = _key(name, args)
         for m in range(n_mistakes):
             def answer(*a, _k=wrong_key, _m=m):
                 want = truth(*a)
                 return mistakes(want)[_m] if _key(name, a) == _k else want
-            try:
-                check(answer)
-            except exercises.ExerciseError as err:
-                messages.append(str(err))
+            errors.append(_failure(check, answer))
     for m in range(n_mistakes):                    # ... and wrong everywhere
-        try:
-            check(lambda *a, _m=m: mistakes(truth(*a))[_m])
-        except exercises.ExerciseError as err:
-            messages.append(str(err))
-    return expected, messages
+        errors.append(_failure(check, lambda *a, _m=m: mistakes(truth(*a))[_m]))
+    return expected, [e for e in errors if e is not None]
 
 
 @pytest.mark.parametrize("name", list(NUMERIC_CHECKS))
 def test_no_numeric_check_gives_the_expected_value_away(name):
-    expected, messages = _wrong_answer_messages(name)
+    expected, errors = _wrong_answer_errors(name)
+    messages = [str(e) for e in errors]
     assert len(messages) >= len(expected), "the wrong answers must fail the check"
     leaks = [(msg, form) for msg in messages for want in expected for form in _forms(want) if form in msg]
     assert not leaks, f"{name} gives the answer away: {leaks[:3]}"
@@ -423,3 +441,270 @@ def test_build_it_checks_name_the_failed_property():
         with pytest.raises(exercises.ExerciseError, match=match) as err:
             exercises.check_basic_block(bad)
         assert not re.search(r"\d\.\d", str(err.value))  # no values of the library's output
+
+
+
+# --- what a learner sees of a failed check (issue 24) --------------------------------------------
+# A notebook (and nbgrader's autograde and nbval, which record what the kernel shows) prints an
+# exception with IPython's traceback formatter: the source lines around every frame and, in
+# `%xmode Verbose`, their local variables. For every check and wrong answers of every kind, the
+# failure is rendered the way the shell renders it (Context and Verbose), and also with IPython's
+# formatter ignoring `_render_traceback_` (a frontend that does not honour it); none may show an
+# expected value, a formula, the check's own source, or its "Correct" line.
+
+from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+from IPython.core.ultratb import FormattedTB  # noqa: E402
+from IPython.utils.capture import capture_output  # noqa: E402
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _shown(err) -> list[str]:
+    """What the shell prints for ``err`` in Context and Verbose mode, and IPython's Verbose
+    formatting of its traceback as if ``_render_traceback_`` did not exist."""
+    shell = InteractiveShell.instance()
+    texts = []
+    try:
+        for mode in ("Context", "Verbose"):
+            shell.InteractiveTB.set_mode(mode)
+            with capture_output() as cap:
+                shell.showtraceback((type(err), err, err.__traceback__))
+            texts.append(cap.stdout + cap.stderr)
+    finally:
+        shell.InteractiveTB.set_mode("Context")
+    raw = FormattedTB(mode="Verbose").structured_traceback(type(err), err, err.__traceback__)
+    texts.append("\n".join(raw))
+    return [ANSI.sub("", t) for t in texts]
+
+
+def _notebook_answers() -> dict:
+    """{check name: the notebooks' solution it is called with} -- the right answers."""
+    ns = {"torch": torch, "exercises": exercises, "analysis": analysis}
+    answers = {}
+    for path in CHAPTERS:
+        for solution, check in _solution_and_check_cells(path):
+            exec(solution, ns)
+            for name, arg in re.findall(r"exercises\.(check_\w+)\((\w+)\)", check):
+                answers[name] = ns[arg]
+    return answers
+
+
+# Words of each check's answer that no failure may show (besides the expected values of the
+# numeric checks, found by _forms). A new check adds its formula's words here.
+FORMULAS = {
+    "check_cifar_parameter_count": ["9 *", "* 9", "16 * 16", "6n"],
+    "check_identity_block": ["1 - eps", "running_var = 1", "fill_(1", "zero_()"],
+    "check_residual_forward": ["F(x) + x", "relu(F", "residual_branch(x) + x", "block(x)"],
+    "check_zero_init": ["bn2.weight", ".zero_()", "last_bn", "init_paper_"],
+    "check_path_counts": ["binomial", "C(n, k)", "comb(", "choose", "most paths"],
+    "check_lesion_errors": ["with lesion(model, [name])"],
+    "check_block_weights": ["18p", "17p", "33p", "18 *", "17 *", "33 *"],
+    "check_conv_macs": ["// stride", "+ 2 *", "out_channels *", "numel() *"],
+    "check_zero_pad_shortcut": ["torch.cat", "::stride", "new_zeros"],
+    "check_shortcut_parameters": ["2,752", "2752", "5,600", "5600", "2,560", "2560"],
+    "check_paper_schedule": ["0.1 *", "** ("],
+    "check_training_epochs": ["163.84", "7.68", "0.47%", "iterations * batch"],
+    "check_basic_block": ["torch.relu(f + ", "f + shortcut"],
+    "check_bottleneck_block": ["4 * width", "torch.relu(f + "],
+    "check_resnet20": ["MyBasicBlock(channels"],
+}
+
+
+def _learner_bug(*args):
+    raise TypeError("my own bug")
+
+
+GENERIC_WRONG = [lambda *a: None, lambda *a: "42", _learner_bug]
+
+
+def _identity_like(var, shift=0.0, convs=True):
+    def fn(block):
+        with torch.no_grad():
+            if convs:
+                for conv in (block.conv1, block.conv2):
+                    torch.nn.init.dirac_(conv.weight)
+            for bn in (block.bn1, block.bn2):
+                bn.weight.fill_(1.0)
+                bn.bias.fill_(shift)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(var)
+    return fn
+
+
+def _zero_bn(which):
+    def fn(model):
+        with torch.no_grad():
+            for name, m in model.named_modules():
+                if isinstance(m, torch.nn.BatchNorm2d) and which(name):
+                    m.weight.zero_()
+        return model
+    return fn
+
+
+def _lesion_answer(factor=1.0, offset=0.0, restore=True, together=False):
+    def fn(model, error):
+        names = analysis.droppable(model)
+        if together:
+            with analysis.lesion(model, names):
+                e = error(model)
+            return {n: e for n in names}
+        out = {}
+        for name in names:
+            if restore:
+                with analysis.lesion(model, [name]):
+                    out[name] = error(model) * factor + offset
+            else:
+                dict(analysis.blocks(model))[name].dropped = True
+                out[name] = error(model)
+        return out
+    return fn
+
+
+def _zero_pad(x, c, s):
+    x = x[:, :, ::s, ::s]
+    return torch.cat([x, x.new_zeros(x.shape[0], c - x.shape[1], *x.shape[2:])], 1)
+
+
+def _build_it_variants(answers):
+    from torch import nn
+
+    block, bottleneck = answers["check_basic_block"], answers["check_bottleneck_block"]
+
+    class WithBias(block):
+        def __init__(self, i, o, s=1):
+            super().__init__(i, o, s)
+            self.conv1 = nn.Conv2d(i, o, 3, stride=s, padding=1, bias=True)
+
+    class NoFinalReLU(block):
+        def forward(self, x):
+            f = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return f + (x if self.downsample is None else self.downsample(x))
+
+    class BNTwice(block):
+        def forward(self, x):
+            self.bn1(self.conv1(x))
+            return super().forward(x)
+
+    class NoStride(block):
+        def __init__(self, i, o, s=1):
+            super().__init__(i, o, s)
+            self.conv1 = nn.Conv2d(i, o, 3, stride=1, padding=1, bias=False)
+
+    class StrideOnFirst1x1(bottleneck):  # the paper's placement: a different block
+        def __init__(self, i, w, s=1):
+            super().__init__(i, w, s)
+            self.conv1 = nn.Conv2d(i, w, 1, stride=s, bias=False)
+            self.conv2 = nn.Conv2d(w, w, 3, padding=1, bias=False)
+
+    class ProjectionAlways(bottleneck):
+        def __init__(self, i, w, s=1):
+            super().__init__(i, w, s)
+            self.downsample = nn.Sequential(nn.Conv2d(i, 4 * w, 1, stride=s, bias=False), nn.BatchNorm2d(4 * w))
+
+    class NoShortcut(bottleneck):
+        def forward(self, x):
+            return torch.relu(self.bn3(self.conv3(torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))))))
+
+    return {
+        "check_basic_block": [WithBias, NoFinalReLU, BNTwice, NoStride],
+        "check_bottleneck_block": [StrideOnFirst1x1, ProjectionAlways, NoShortcut],
+        "check_resnet20": [lambda: cifar_resnet(20, residual=False), lambda: cifar_resnet(32),
+                           lambda: cifar_resnet(20, shortcut="B"), lambda: torch.nn.Linear(3, 10)],
+    }
+
+
+def _wrong_answers(answers) -> dict:
+    """Typical wrong answers of every check that is not in NUMERIC_CHECKS."""
+    from resnet_book.analysis import path_length_counts
+
+    branch = lambda b, x: b.residual_branch(x)  # noqa: E731
+    return {
+        "check_identity_block": [_identity_like(1.0, convs=False), _identity_like(1.1), _identity_like(1.0, 1e-3),
+                                 lambda b: torch.nn.init.dirac_(b.conv1.weight),
+                                 lambda b: setattr(b, "conv1", torch.nn.Conv2d(16, 8, 3, padding=1, bias=False))],
+        "check_residual_forward": [lambda b, x: branch(b, x) + x, lambda b, x: torch.relu(branch(b, x)),
+                                   lambda b, x: x, lambda b, x: torch.relu(branch(b, x)) + x,
+                                   lambda b, x: torch.relu(branch(b, x) + 2 * x), lambda b, x: (branch(b, x) + x).numpy(),
+                                   lambda b, x: torch.relu(branch(b, x) + x)[0]],
+        "check_zero_init": [_zero_bn(lambda n: True), _zero_bn(lambda n: n.endswith("bn1")),
+                            _zero_bn(lambda n: n.startswith("layer1") and n.endswith("bn2"))],
+        "check_path_counts": [lambda n: [0] * (n + 1), lambda n: [1] * (n + 1), lambda n: [2 ** n] + [0] * n,
+                              lambda n: [c * 2 for c in path_length_counts(n)], lambda n: path_length_counts(n)[:-1],
+                              lambda n: path_length_counts(n)[::-1][:-1] + [0], lambda n: [float(c) for c in path_length_counts(n)]],
+        "check_lesion_errors": [_lesion_answer(restore=False), _lesion_answer(together=True), _lesion_answer(0, 0),
+                                _lesion_answer(1.01, 1e-3), lambda model, error: {"layer1.0": 0.0},
+                                lambda model, error: [0.0]],
+        "check_zero_pad_shortcut": [lambda x, c, s: _zero_pad(x, c, s).roll(c - x.shape[1], dims=1),
+                                    lambda x, c, s: _zero_pad(torch.nn.functional.avg_pool2d(x, s, ceil_mode=True)
+                                                              if s > 1 else x, c, 1),
+                                    lambda x, c, s: _zero_pad(x, c, s) + 0.1 * (torch.arange(c) >= x.shape[1]).view(1, -1, 1, 1),
+                                    lambda x, c, s: _zero_pad(x, c, 1), lambda x, c, s: x[:, :, ::s, ::s],
+                                    lambda x, c, s: _zero_pad(x, c, s)[0]],
+        **_build_it_variants(answers),
+    }
+
+
+@pytest.fixture(scope="module")
+def answers():
+    return _notebook_answers()
+
+
+def test_every_check_is_covered_by_the_rendering_test(answers):
+    checks = {n for n in dir(exercises) if n.startswith("check_")}
+    covered = set(NUMERIC_CHECKS) | set(_wrong_answers(answers))
+    assert checks <= covered, f"add wrong answers for {sorted(checks - covered)} to _wrong_answers or NUMERIC_CHECKS"
+    assert checks <= set(FORMULAS), f"add the answer's words of {sorted(checks - set(FORMULAS))} to FORMULAS"
+    assert checks <= set(answers), f"no notebook solution calls {sorted(checks - set(answers))}"
+    for name in checks:
+        assert hasattr(getattr(exercises, name), "__wrapped__"), f"{name} must be decorated with @exercise_check"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in dir(exercises) if n.startswith("check_")))
+def test_a_failed_check_shows_the_learner_nothing_of_the_answer(name, answers):
+    import inspect
+
+    check = getattr(exercises, name)
+    success = _passes(check, answers[name]).strip()
+    if name in NUMERIC_CHECKS:
+        expected, errors = _wrong_answer_errors(name)
+        errors = errors[::7] + errors[-len(NUMERIC_CHECKS[name][1](expected[0])):]  # every kind, not every case
+    else:
+        expected, errors = [], [_failure(check, a) for a in _wrong_answers(answers)[name]]
+        assert all(errors), f"{name}: a wrong answer passes"
+    errors += [_failure(check, a) for a in GENERIC_WRONG]
+    assert all(errors), f"{name}: a generic wrong answer passes"
+    body = {line.strip() for line in inspect.getsource(check.__wrapped__).splitlines() if len(line.strip()) >= 20}
+    forbidden = {success, "Correct", *FORMULAS[name], *(f for want in expected for f in _forms(want))}
+    for err in errors:
+        shell_context, shell_verbose, raw_verbose = _shown(err)
+        for text in (shell_context, shell_verbose):
+            assert f"ExerciseError: {err}" in text
+            assert exercises.__file__ not in text, f"{name}: a frame of the check is shown:\n{text}"
+        for text in (shell_context, shell_verbose, raw_verbose):
+            shown = [f for f in forbidden if f in text] + [line for line in body if line in text]
+            assert not shown, f"{name} shows {shown} on a wrong answer:\n{text}"
+
+
+def test_a_learners_own_error_shows_the_learners_frames_only():
+    shell = InteractiveShell.instance()
+    shell.run_cell("from resnet_book import exercises", silent=True)
+    source = "def buggy(n):\n    return undefined_name * n\n\nexercises.check_cifar_parameter_count(buggy)"
+    for mode in ("Context", "Verbose"):
+        shell.run_line_magic("xmode", mode)
+        with capture_output() as cap:
+            result = shell.run_cell(source)
+        text = ANSI.sub("", cap.stdout + cap.stderr)
+        assert isinstance(result.error_in_exec, exercises.ExerciseError)
+        assert "return undefined_name * n" in text and "NameError: name 'undefined_name' is not defined" in text
+        assert "ExerciseError: your code raised NameError" in text
+        assert exercises.__file__ not in text and "want" not in text, text
+    shell.run_line_magic("xmode", "Context")
+
+
+def test_a_check_run_in_the_shell_prints_its_confirmation_and_returns_nothing():
+    shell = InteractiveShell.instance()
+    shell.run_cell("from resnet_book import exercises", silent=True)
+    with capture_output() as cap:
+        result = shell.run_cell("exercises.check_path_counts(__import__('resnet_book').analysis.path_length_counts)")
+    assert result.success and result.result is None
+    assert cap.stdout.startswith("Correct") and "'" not in cap.stdout.splitlines()[0][:2]

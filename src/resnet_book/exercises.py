@@ -1,21 +1,67 @@
 """Auto-checks for the book's code exercises.
 
-Each ``check_*`` function takes the learner's answer, compares it with the library's own
-implementation, and either returns a short confirmation or raises :class:`ExerciseError` whose
-message says *which property* of the answer is wrong (the type, the direction, the part of the
-network that is counted wrong, a typical mistake it recognises) -- never the expected value, a
-difference from it, or the formula.  An answer that is still the student template
-(``raise NotImplementedError``) gets a message that says so.
+Each ``check_*`` function takes the learner's answer and compares it with the library's own
+implementation.  A right answer prints a short confirmation (and the check returns ``None``: a
+notebook shows no quoted string, and nbgrader reads nothing as partial credit).  A wrong one raises
+:class:`ExerciseError`, whose message says *which property* of the answer is wrong (the type, the
+direction, the part of the network that is counted wrong, a typical mistake it recognises) --
+never the expected value, a difference from it, or the formula.  An answer that is still the
+student template (``raise NotImplementedError``) gets a message that says so.
 
-The expected values of the numeric checks come from ``*_cases()`` functions (the library's own
-counts); the test suite feeds wrong answers built from them to every check and asserts that no
-message contains an expected value.
+What a learner sees of a failed check is its message and nothing else.  IPython (a notebook, and
+so nbgrader's autograde and nbval, which record what the kernel shows) prints a traceback with the
+source lines around every frame, and in ``%xmode Verbose`` their local variables; a check's frames
+hold the expected values.  So :class:`ExerciseError` renders itself (IPython honours an exception's
+``_render_traceback_``) as its message alone, and :func:`exercise_check` raises it afresh from a
+frame that holds no answer, with no exception of the check chained to it.  When the learner's own
+code raises, the traceback shown is that of the learner's code only (the check's frames are
+removed), above the message.
+
+Writing a new check
+-------------------
+Follow this pattern (``tests/test_exercises.py`` enforces it for every ``check_*``)::
+
+    @functools.lru_cache(maxsize=None)
+    def widget_cases() -> list[tuple[tuple, int]]:
+        # ((args...), expected): the expected values computed by the library, never typed
+        return [((n,), library_count(n)) for n in (1, 3, 9)]
+
+
+    @exercise_check
+    def check_widget(fn) -> str:
+        # docstring: what fn(n) must return (what is asked, never its value or formula)
+        cases = widget_cases()
+        for (n,), want in cases:
+            got = _call(fn, n)                 # the learner's code: only ever called through _call
+            _require_int(got, f"for n={n}")
+            if got == want:
+                continue
+            hint = "which part is counted wrong, or the typical mistake recognised"
+            raise ExerciseError(f"for n={n} your count is {_direction(got, want)}: {hint}")
+        return f"Correct: ... {cases[0][1]:,} ..."   # built from the cases; printed, never returned
+
+1. Decorate it with :func:`exercise_check` (the message-only failure and the printed success).
+2. Expected values come from the library (a ``*_cases()`` function or a reference module); no
+   answer, formula or value of one is typed anywhere in the check's source, and the success
+   message is built from the computed values.
+3. A failure message names the failed property (:func:`_require_int`, :func:`_require_number`,
+   :func:`_direction`, the part, a recognised mistake) and never the expected value, a difference
+   from it, a ratio to it, or the formula.
+4. Call the learner's code only through :func:`_call` (or :func:`_same_module` for modules): it
+   turns ``NotImplementedError`` into "not implemented yet" and the learner's own errors into an
+   :class:`ExerciseError` that shows the learner's frames only.
+5. Register the check in ``tests/test_exercises.py`` (``NUMERIC_CHECKS`` with its cases, or
+   ``WRONG_ANSWERS`` with typical wrong answers and the check's formula words in ``FORMULAS``):
+   the test renders every failure as IPython shows it and asserts that no expected value, formula
+   or "Correct" appears.
 """
 from __future__ import annotations
 
 import copy
 import functools
 import math
+import traceback
+import types
 
 import torch
 
@@ -25,15 +71,100 @@ from .models.surgery import make_identity_
 
 
 class ExerciseError(AssertionError):
-    """A wrong answer, with a hint."""
+    """A wrong answer, with a hint.
+
+    IPython shows it as its message alone (``_render_traceback_``); if the learner's code raised,
+    ``answer_error`` is that exception (its traceback cut to the learner's frames), shown above.
+    """
+
+    def __init__(self, message: str, answer_error: BaseException | None = None):
+        super().__init__(message)
+        self.answer_error = answer_error
+
+    def _render_traceback_(self) -> list[str]:
+        lines = []
+        if self.answer_error is not None:
+            lines = [*_format_answer_error(self.answer_error), ""]
+        return lines + [f"\x1b[31m{type(self).__name__}\x1b[39m: {self}"]
 
 
-def _call(fn, *args):
+def _format_answer_error(err: BaseException) -> list[str]:
+    """The learner's exception as IPython would show it (its traceback holds the learner's frames only)."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            return list(shell.InteractiveTB.structured_traceback(type(err), err, err.__traceback__))
+        from IPython.core.ultratb import FormattedTB
+
+        return list(FormattedTB(mode="Context").structured_traceback(type(err), err, err.__traceback__))
+    except Exception:  # noqa: BLE001 -- a rendering failure must not hide the message
+        return [line.rstrip("\n") for line in traceback.format_exception(type(err), err, err.__traceback__)]
+
+
+def _learner_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without the frames of this module: what is left is the learner's code and what it called."""
+    kept = []
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != _THIS_FILE:
+            kept.append(tb)
+        tb = tb.tb_next
+    out = None
+    for t in reversed(kept):
+        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return out
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+def exercise_check(body):
+    """Make ``body`` a check: ``body(answer)`` returns its success message or raises ExerciseError.
+
+    The check prints the success message and returns ``None``.  A failure is raised here afresh, so
+    the traceback holds no frame of ``body`` (whose source lines and local variables know the
+    answer) and chains no exception of the check; an error the check itself hits on an odd answer
+    becomes a plain ExerciseError.  IPython shows only the message either way.
+    """
+    @functools.wraps(body)
+    def check(answer) -> None:
+        failure = interrupted = None
+        try:
+            message = body(answer)
+        except ExerciseError as err:
+            failure = ExerciseError(str(err), err.answer_error)
+        except KeyboardInterrupt:
+            interrupted = True
+        except Exception as err:  # noqa: BLE001 -- the check could not use the answer
+            failure = ExerciseError(f"the check could not use your answer ({_first_line(err)}): check the type "
+                                    "and shape of what you return.")
+        if interrupted:
+            raise KeyboardInterrupt
+        if failure is not None:
+            raise failure from failure.answer_error  # plain Python shows the learner's frames, not ours
+        print(message)
+
+    return check
+
+
+def _call(fn, *args, failed: str | None = None):
+    """The learner's ``fn(*args)``; its errors become ExerciseErrors that show the learner's frames only
+    (``failed``: the message, where ``{error}`` stands for the learner's error)."""
     try:
         return fn(*args)
-    except NotImplementedError as err:
+    except NotImplementedError:
         raise ExerciseError("This exercise is not implemented yet: replace `raise NotImplementedError` with your "
-                            "answer and run the cell again.") from err
+                            "answer and run the cell again.") from None
+    except Exception as err:  # noqa: BLE001 -- the learner's bug, shown as the learner's traceback
+        err = err.with_traceback(_learner_frames(err.__traceback__))
+        message = (failed or "your code raised {error} (traceback above).").replace("{error}", _first_line(err))
+        raise ExerciseError(message, err) from None
+
+
+_THIS_FILE = _call.__code__.co_filename
 
 
 def _require_int(got, where: str) -> None:
@@ -53,6 +184,11 @@ def _direction(got, want) -> str:
     return "too large" if got > want else "too small"
 
 
+def _and(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 # --- chapter 1 ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
@@ -67,6 +203,7 @@ def _bn_parameters(n: int) -> int:
     return sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
 
 
+@exercise_check
 def check_cifar_parameter_count(fn) -> str:
     """``fn(n)`` must return the parameter count of the CIFAR plain net with ``6n + 2`` layers
     (convolutions without bias, BN with gamma and beta, a 64 -> 10 fully-connected layer)."""
@@ -98,9 +235,10 @@ def check_cifar_parameter_count(fn) -> str:
                 hint = ("what each step of n adds is wrong: look at the blocks that repeat within a stage, how many "
                         "layers each stage has, and how wide each stage is.")
         raise ExerciseError(f"{msg}: {hint}")
-    return "Correct: your formula matches the library for depths 8, 20, 56 and 110."
+    return f"Correct: your formula matches the library for depths {_and(6 * n + 2 for n in want_of)}."
 
 
+@exercise_check
 def check_identity_block(fn) -> str:
     """``fn(block)`` must modify a shape-keeping :class:`PlainBlock` in place so that, in eval
     mode, it returns its (non-negative) input unchanged.
@@ -140,6 +278,7 @@ def check_identity_block(fn) -> str:
 
 # --- chapter 2 ---------------------------------------------------------------------------------
 
+@exercise_check
 def check_residual_forward(fn) -> str:
     """``fn(block, x)`` must compute a residual block's output ``relu(F(x) + x)`` from
     ``block.residual_branch`` (identity shortcut)."""
@@ -154,16 +293,19 @@ def check_residual_forward(fn) -> str:
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         raise ExerciseError(f"return a tensor shaped like x {tuple(x.shape)}; got {getattr(got, 'shape', type(got))}")
     if torch.allclose(got, want, atol=1e-6):
-        return "Correct: relu(F(x) + x)."
+        return "Correct: your output is the library's BasicBlock's, for every element."
     with torch.no_grad():
-        f = block.residual_branch(x)
-    if torch.allclose(got, f + x, atol=1e-6):
+        branch = block.residual_branch(x)
+        without_last_relu, plain = block.residual_branch(x) + x, torch.relu(branch)
+    if torch.allclose(got, without_last_relu, atol=1e-6):
         raise ExerciseError("Close: the sum is right, but the block applies a ReLU after the addition (paper Fig. 2).")
-    if torch.allclose(got, torch.relu(f), atol=1e-6):
-        raise ExerciseError("That is the plain block's output relu(F(x)): the shortcut is missing.")
-    raise ExerciseError("The output differs from relu(F(x) + x). Hint: block.residual_branch(x) computes F(x).")
+    if torch.allclose(got, plain, atol=1e-6):
+        raise ExerciseError("That is the plain block's output: the shortcut is missing.")
+    raise ExerciseError("Your output differs from the block's. Hint: block.residual_branch(x) computes F(x); "
+                        "look at paper Fig. 2 for where x comes in and what follows.")
 
 
+@exercise_check
 def check_zero_init(fn) -> str:
     """``fn(model)`` must zero the last BN scale of every residual branch, so every block starts
     as the identity; nothing else may change."""
@@ -195,12 +337,14 @@ def _last_bn_name(block) -> str:
 
 # --- chapter 3 ---------------------------------------------------------------------------------
 
+@exercise_check
 def check_path_counts(fn) -> str:
     """``fn(n)`` must return ``[c_0, ..., c_n]``: how many of the ``2**n`` paths through ``n``
     residual blocks pass through exactly ``k`` residual branches (Veit et al. 2016)."""
     from .analysis import path_length_counts
 
-    for n in (0, 1, 2, 3, 10, 54):
+    ns = (0, 1, 2, 3, 10, 54)
+    for n in ns:
         want = path_length_counts(n)
         got = _call(fn, n)
         if not isinstance(got, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in got):
@@ -216,9 +360,12 @@ def check_path_counts(fn) -> str:
             raise ExerciseError(f"for n={n} the total is right but the counts are spread wrongly over the lengths "
                                 f"(k={k} is {_direction(got[k], want[k])}). Hint: what does one more block do to a "
                                 "path of length k?")
-    return "Correct: the counts are the binomial coefficients C(n, k); for 54 blocks most paths use about 27."
+    longest = max(range(n + 1), key=want.__getitem__)
+    return (f"Correct: your counts match the library's for n = {_and(ns)}; for {n} blocks the commonest path "
+            f"passes through {longest} of them.")
 
 
+@exercise_check
 def check_lesion_errors(fn) -> str:
     """``fn(model, error)`` must return ``{block name: error(model) with that block dropped}`` for
     every block :func:`resnet_book.analysis.lesion` can drop, and leave the model intact."""
@@ -279,6 +426,7 @@ def block_weight_cases() -> list[tuple[tuple, int]]:
     return [((kind, p), count_conv_weights(_block_for(kind, p))) for p in (1, 16, 64) for kind in BLOCK_KINDS]
 
 
+@exercise_check
 def check_block_weights(fn) -> str:
     """``fn(kind, p)`` must return the number of convolution weights of one block of paper Fig. 5
     at width ``p``: ``"basic"`` (two 3x3 on p channels), ``"bottleneck"`` (1x1 from 4p to p, 3x3,
@@ -304,8 +452,9 @@ def check_block_weights(fn) -> str:
                                          "input channels to its output channels.",
             }[kind]
         raise ExerciseError(f"{msg}: {hint}")
-    return ("Correct: 18p² for the basic block, 17p² for the bottleneck on four times the width, and 33p² once "
-            "its shortcut is a projection.")
+    per_p2 = {kind: want for (kind, p), want in block_weight_cases() if p == 1}
+    return (f"Correct: {per_p2['basic']}p² for the basic block, {per_p2['bottleneck']}p² for the bottleneck on four "
+            f"times the width, and {per_p2['bottleneck+projection']}p² once its shortcut is a projection.")
 
 
 _CONV_CASES = [(3, 64, 7, 2, 3, 224, 224), (64, 64, 3, 1, 1, 56, 56), (256, 64, 1, 1, 0, 56, 56),
@@ -333,6 +482,7 @@ def _macs_variant(conv, h, w, *, stride=True, padding=True, in_channels=True) ->
     return conv.out_channels * (conv.in_channels if in_channels else 1) * kh * kw * positions
 
 
+@exercise_check
 def check_conv_macs(fn) -> str:
     """``fn(conv, height, width)`` must return the multiply-adds of ``conv`` (an ``nn.Conv2d``
     without groups) applied to one image of ``height`` x ``width`` pixels."""
@@ -353,11 +503,13 @@ def check_conv_macs(fn) -> str:
         else:
             hint = "find the output's height and width first, then the multiply-adds of one output value."
         raise ExerciseError(f"for {conv} on {h}x{w} your count is {_direction(got, want)}: {hint}")
-    return "Correct: your count agrees with torch.utils.flop_counter on all seven layers, strided ones included."
+    return (f"Correct: your count agrees with torch.utils.flop_counter on all {len(conv_macs_cases())} layers, "
+            "strided ones included.")
 
 
 # --- chapter 5 ---------------------------------------------------------------------------------
 
+@exercise_check
 def check_zero_pad_shortcut(fn) -> str:
     """``fn(x, out_channels, stride)`` must compute option A's shortcut: ``x`` subsampled by taking
     every ``stride``-th pixel, with zero channels appended up to ``out_channels``."""
@@ -417,6 +569,7 @@ def shortcut_parameter_cases() -> list[tuple[tuple, int]]:
     return out
 
 
+@exercise_check
 def check_shortcut_parameters(fn) -> str:
     """``fn(n, option)`` must return how many parameters options ``"B"`` and ``"C"`` add to the
     CIFAR ResNet of depth ``6n + 2`` compared with option A (1x1 convolution without bias plus BN
@@ -451,7 +604,11 @@ def check_shortcut_parameters(fn) -> str:
             hint = ("what each step of n adds is wrong: in C every block of a stage has a projection, including "
                     "those that keep the width.")
         raise ExerciseError(f"{msg}: {hint}")
-    return "Correct: B adds 2,752 parameters at every depth; C adds 5,600n - 2,560."
+    slope = (want_of[(3, "C")] - want_of[(1, "C")]) // 2
+    offset = want_of[(1, "C")] - slope
+    b_adds = {want for (_, option), want in cases if option == "B"}
+    b_text = f"{b_adds.pop():,} parameters at every depth" if len(b_adds) == 1 else "a number that grows with depth"
+    return f"Correct: B adds {b_text}; C adds {slope:,}n {'-' if offset < 0 else '+'} {abs(offset):,}."
 
 
 # --- chapter 6 ---------------------------------------------------------------------------------
@@ -466,6 +623,7 @@ def paper_schedule_cases() -> list[tuple[tuple, float]]:
     return [((s, w), learning_rate(config, budget, s, w)) for s, w in steps]
 
 
+@exercise_check
 def check_paper_schedule(fn) -> str:
     """``fn(iteration, warming_up)`` must return the learning rate of the paper's CIFAR-10 recipe
     for ResNet-110 (Sec. 4.2), with its warm-up."""
@@ -498,6 +656,7 @@ def training_epoch_cases() -> list[tuple[tuple, float]]:
     return [((b,), b.iterations * b.batch_size / (b.train_size or 50_000)) for b in BUDGETS.values()]
 
 
+@exercise_check
 def check_training_epochs(fn) -> str:
     """``fn(budget)`` must return how many passes over its training images a budget makes."""
     for (budget,), want in training_epoch_cases():
@@ -515,7 +674,10 @@ def check_training_epochs(fn) -> str:
         else:
             hint = "how many images does the budget show in all, and how many different images does it have?"
         raise ExerciseError(f"for the {budget.name!r} budget your number is {_direction(got, want)}: {hint}")
-    return "Correct: smoke 2.4, cpu 7.68 and paper 163.84 epochs; the cpu budget sees 0.47% of the paper's images."
+    epochs = _and(f"{b.name} {want:g}" for (b,), want in training_epoch_cases())
+    images = {b.name: b.iterations * b.batch_size for (b,), _ in training_epoch_cases()}
+    return (f"Correct: {epochs} epochs; the cpu budget shows {images['cpu'] / images['paper']:.2%} as many images "
+            "as the paper's.")
 
 
 # --- build it: blocks and a network from nn layers ---------------------------------------------
@@ -546,12 +708,8 @@ def _same_module(got, ref: torch.nn.Module, x: torch.Tensor, what: str) -> None:
         got.train(mode == "train")
         with torch.no_grad():
             want = ref(x.clone())
-            try:
-                out = got(x.clone())
-            except (RuntimeError, ValueError, TypeError) as err:
-                raise ExerciseError(f"{what}: your forward pass fails on an input of shape {tuple(x.shape)} "
-                                    f"({type(err).__name__}: {str(err).splitlines()[0]}): check the strides, the "
-                                    "channels and the shortcut.") from err
+            out = _call(got, x.clone(), failed=f"{what}: your forward pass fails on an input of shape "
+                        f"{tuple(x.shape)} ({{error}}; traceback above): check the strides, the channels and the shortcut.")
         if not isinstance(out, torch.Tensor) or out.shape != want.shape:
             raise ExerciseError(f"{what}: for an input of shape {tuple(x.shape)} the output's shape is wrong "
                                 f"({tuple(getattr(out, 'shape', ()))}): check the strides and the shortcut.")
@@ -568,6 +726,7 @@ def _same_module(got, ref: torch.nn.Module, x: torch.Tensor, what: str) -> None:
     got.eval()
 
 
+@exercise_check
 def check_basic_block(cls) -> str:
     """``cls(in_channels, out_channels, stride)`` must build a basic residual block from ``nn``
     layers, with the library's (torchvision's) layer names, an identity shortcut when the shape is
@@ -588,6 +747,7 @@ def check_basic_block(cls) -> str:
     return "Correct: your block matches the library's BasicBlock, weights, outputs and BN statistics."
 
 
+@exercise_check
 def check_bottleneck_block(cls) -> str:
     """``cls(in_channels, width, stride)`` must build a bottleneck block (1x1 to ``width``, 3x3 with
     the stride, 1x1 to ``4 * width``) with a projection shortcut (``downsample``: 1x1 convolution +
@@ -603,6 +763,7 @@ def check_bottleneck_block(cls) -> str:
     return "Correct: your bottleneck matches the library's (and torchvision's) block, shortcut included."
 
 
+@exercise_check
 def check_resnet20(fn) -> str:
     """``fn()`` must return a CIFAR ResNet-20 assembled from the learner's blocks that loads the
     library's ``cifar_resnet(20)`` state dict and computes the same logits."""
