@@ -290,3 +290,27 @@ def test_branch_layers_trace_fig_5_and_the_diagram_draws_them():
     assert "1×1 conv, 256→64\n→ 64×56×56" in texts and "1×1 conv, 256→256 + BN" in texts and "+" in texts
     with pytest.raises(ValueError, match="block"):
         analysis.branch_layers(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 4, 4))
+
+
+def test_average_stats_and_profile_table():
+    a = {"layer1.0": {"grad_norm": 8.0, "act_std": 2.0}, "layer1.1": {"grad_norm": 2.0, "act_std": 1.0}}
+    b = {"layer1.0": {"grad_norm": 4.0, "act_std": 0.0}, "layer1.1": {"grad_norm": 2.0, "act_std": 3.0}}
+    assert analysis.average_stats([a, b]) == {"layer1.0": {"act_std": 1.0, "grad_norm": 6.0},
+                                              "layer1.1": {"act_std": 2.0, "grad_norm": 2.0}}
+    table = analysis.profile_table({"a": a, "b": b, "forward only": {"x": {"act_std": 0.5}}})
+    assert table.rows == [["a", "1", "2", "4"], ["b", "0", "3", "2"], ["forward only", "0.5", "0.5", "–"]]
+
+
+def test_size_table_counts_the_weighted_layers_and_parameters_of_table_6():
+    table = analysis.size_table((20, 110), residual=(False, True))
+    assert table.column("network") == ["plain-20", "plain-110", "ResNet-20", "ResNet-110"]
+    assert table.column("weighted layers") == ["20", "110", "20", "110"]
+    assert table.column("n") == ["3", "18", "3", "18"]
+    assert table.column("parameters") == ["269,722", "1,727,962"] * 2
+
+
+def test_network_table_counts_parameters_and_calls_the_error():
+    nets = {"one": torch.nn.Linear(3, 2), "two": torch.nn.Linear(3, 1, bias=False)}
+    table = analysis.network_table(nets, lambda m: 0.25 * m.out_features, error_name="e (%)")
+    assert table.rows == [["one", "8", "50.00"], ["two", "3", "25.00"]]
+    assert analysis.network_table(nets).columns == ["network", "parameters"]

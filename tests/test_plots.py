@@ -84,3 +84,12 @@ def test_final_errors_names_the_budget_under_each_bar_when_budgets_differ():
     assert ticks == ["plain20\n(paper)", "plain32\n(paper)", "plain56\n(cpu)"]
     hatches = [p.get_hatch() for p in fig.axes[0].patches]
     assert hatches == [None, None, "//"]
+
+
+def test_signal_profiles_draws_forward_and_backward_per_profile():
+    stats = {"b1": {"act_std": 1.0, "grad_norm": 4.0}, "b2": {"act_std": 2.0, "grad_norm": 2.0}}
+    fig = plots.signal_profiles({"init": stats, "trained": stats}, note="n")
+    forward, backward = fig.axes[:2]
+    assert list(forward.lines[0].get_ydata()) == [1.0, 2.0] and list(backward.lines[1].get_ydata()) == [4.0, 2.0]
+    assert [t.get_text() for t in forward.get_legend().get_texts()] == ["init", "trained"]
+    plt.close(fig)

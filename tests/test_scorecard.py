@@ -206,3 +206,80 @@ def test_shared_source_is_the_preferred_source_every_label_has():
     plain.records += _runs("plain20", "cpu", "cifar10-original", [48, 49]) + _runs("plain56", "cpu", "cifar10-original", [66, 67])
     assert scorecard.shared_source(plain, res, budget="cpu") == "cifar10-original"
     assert scorecard.shared_source(plain, res, budget="paper") is None
+
+
+# --- the chapters' comparison tables ------------------------------------------------------------
+
+def _curve_run(label, seed, train, test, budget="cpu", source="cifar10-original"):
+    """A stored run whose curves are evaluated at 50, 100, 150 (errors as fractions)."""
+    return {"experiment": "exp", "run_id": f"{label}_{budget}_seed{seed}", "label": label, "seed": seed,
+            "status": "complete", "config": {"model": label}, "budget": {"name": budget},
+            "data": {"source": source}, "provenance": {"device": "CPU"},
+            "curves": {"step": [50, 100, 150], "train_error": list(train), "test_error": list(test)},
+            "final": {"train_error": train[-1], "test_error": test[-1]}}
+
+
+def _two_depths():
+    from resnet_book.results import Runs
+    return Runs("exp", [_curve_run("plain20", 0, [0.88, 0.80, 0.50], [0.9, 0.8, 0.52]),
+                        _curve_run("plain20", 1, [0.84, 0.70, 0.52], [0.9, 0.7, 0.54]),
+                        _curve_run("plain56", 0, [0.90, 0.86, 0.70], [0.9, 0.9, 0.70]),
+                        _curve_run("plain56", 1, [0.90, 0.84, 0.72], [0.9, 0.9, 0.74])])
+
+
+def test_display_name_and_first_below():
+    assert [scorecard.display_name(x) for x in ("plain20", "resnet56-B", "preresnet56", "bottleneck83")] == \
+        ["plain-20", "ResNet-56-B", "pre-act ResNet-56", "bottleneck83"]
+    runs = _two_depths().groups()
+    assert [scorecard.first_below(r) for r in runs["plain20"] + runs["plain56"]] == [100, 50, 150, 100]
+    assert scorecard.first_below(runs["plain56"][0], 0.5) is None
+
+
+def test_compare_labels_at_a_step_and_at_the_end_and_its_table_and_facts():
+    comps = scorecard.compare_labels(_two_depths(), [("plain20", "plain56"), ("plain20", "resnet20")],
+                                     metrics=("train_error",), steps=(100, None))
+    assert [(c.a, c.b, c.step) for c in comps] == [("plain20", "plain56", 100), ("plain20", "plain56", None)]
+    assert comps[0].test.difference == pytest.approx(10.0) and comps[1].test.difference == pytest.approx(20.0)
+    table = scorecard.comparison_table(comps)
+    assert table.columns[:3] == ["comparison", "iteration", "error"]
+    assert table.rows[0][:5] == ["plain-56 − plain-20", "100", "train", "85.00 ± 1.41", "75.00 ± 7.07"]
+    assert table.column("iteration") == ["100", "end"]
+    assert table.column("difference (points)")[1] == "+20.00*"  # t = 20 / sqrt(2) on 1 df: beyond noise
+    facts = scorecard.comparison_facts(comps)
+    assert facts["plain56-plain20-train-100-diff"] == "+10.00" and facts["plain56-plain20-train-100-noise"] == "within"
+    assert facts["plain56-plain20-train-diff"] == "+20.00" and facts["plain56-plain20-train-noise"] == "beyond"
+    with pytest.raises(ValueError, match="not evaluated at step 75"):
+        scorecard.compare_labels(_two_depths(), [("plain20", "plain56")], steps=(75,))
+
+
+def test_comparisons_and_final_tables_refuse_mixed_budgets_or_sources():
+    from resnet_book.results import Runs
+    mixed = Runs("exp", [_curve_run("plain20", s, [0.5] * 3, [0.5] * 3) for s in (0, 1)]
+                 + [_curve_run("plain56", s, [0.7] * 3, [0.7] * 3, source="cifar10-jpeg") for s in (0, 1)])
+    with pytest.raises(ValueError, match="differ in budget or data source"):
+        scorecard.compare_labels(mixed, [("plain20", "plain56")])
+    with pytest.raises(ValueError, match="mix budgets or data sources"):
+        scorecard.final_table(mixed)
+
+
+def test_final_table_and_facts_give_means_and_per_seed_starts():
+    table = scorecard.final_table(_two_depths(), first_below_level=0.85)
+    assert table.column("network") == ["plain-20", "plain-56"]
+    assert table.column("train error (%)") == ["51.0 ± 1.4", "71.0 ± 1.4"]
+    assert table.column("first below 85% train error, per seed") == ["100, 50", "150, 100"]
+    facts = scorecard.final_facts(_two_depths())
+    assert (facts["plain56-train"], facts["plain56-test"], facts["plain56-first"], facts["plain56-seeds"]) == \
+        ("71.0", "72.0", "150, 100", "2")
+
+
+def test_family_gap_table_and_facts():
+    from resnet_book.results import Runs
+    plain = _two_depths()
+    resnet = Runs("exp", [_curve_run(lab, s, [0.5, 0.4, e], [0.5, 0.4, e])
+                          for lab, errs in (("resnet20", (0.45, 0.47)), ("resnet56", (0.60, 0.64)))
+                          for s, e in enumerate(errs)])
+    table = scorecard.family_gap_table(plain, resnet)
+    assert table.column("plain − ResNet (points)") == ["+5.0", "+9.0"]
+    facts = scorecard.family_gap_facts(plain, resnet)
+    assert facts == {"gap-min": "5", "gap-max": "9", "gap-argmax": "56", "gap-argmin": "20",
+                     "every-resnet-below": "yes", "plain-change": "+20.0", "resnet-change": "+16.0"}

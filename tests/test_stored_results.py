@@ -112,20 +112,6 @@ def _runs(experiment, label, source="cifar10-original"):
     return runs
 
 
-def _first_below(run, level=0.85):
-    return next((s for s, e in zip(run["curves"]["step"], run["curves"]["train_error"]) if e < level), None)
-
-
-def test_chapter_1_deeper_plain_networks_start_later_and_resnets_also_lose_with_depth():
-    """Ch. 1: "plain-20 is below 85% training error by iteration 50 in every seed, plain-32 by 100,
-    plain-44 and plain-56 only by 150 (one plain-56 seed by 350) ... the ResNets of chapter 2 also end
-    worse the deeper they are here"; the exercise: "three times as long as plain-20"."""
-    first = {d: [_first_below(r) for r in _runs("degradation", f"plain{d}")] for d in (20, 32, 44, 56)}
-    assert first == {20: [50, 50, 50], 32: [100, 100, 100], 44: [150, 150, 150], 56: [150, 150, 350]}
-    resnet = {d: statistics.mean(_final("reversal", f"resnet{d}", "train_error")) for d in (20, 56)}
-    assert resnet[56] > resnet[20]
-
-
 def test_chapter_2_every_resnet_below_its_plain_network_by_8_to_19_points_largest_at_44():
     """Ch. 2: "by 8 to 19 points (last column), more at 32 to 56 layers than at 20. The gap does not
     grow steadily: it is largest at 44 layers" (and ch. 6's "8 to 19 points ... at every depth")."""

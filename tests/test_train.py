@@ -335,6 +335,16 @@ def test_runs_where_filters_by_label_budget_and_source():
         runs.where(model="a")
 
 
+def test_runs_analyses_gives_a_labels_stored_analyses_in_seed_order():
+    def rec(label, seed, analysis):
+        return {"label": label, "seed": seed, "config": {"model": label}, "analysis": analysis}
+
+    runs = results.Runs("e", [rec("a", 1, {"profile": "p1"}), rec("a", 0, {"profile": "p0", "lesion": "l0"}),
+                              rec("a", 2, {}), rec("b", 0, {"profile": "q"})])
+    assert runs.analyses("profile", "a") == ["p0", "p1"] and runs.analyses("lesion", "a") == ["l0"]
+    assert runs.analyses("profile", "c") == []
+
+
 def test_experiments_overview_lists_every_experiment_with_its_runs_seeds_and_budget():
     from resnet_book import experiments
     items = experiments.overview().split("\n")

@@ -377,3 +377,54 @@ def branch_layers(block: nn.Module, x: Tensor) -> dict[str, list[dict]]:
         block.train(was_training)
     out["residual"] = bool(block.residual)
     return out
+
+
+def average_stats(profiles: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Block by block, the mean over several :func:`activation_stats` results (e.g. the stored
+    ``profile`` analyses of a model's seeds) of every quantity they all have."""
+    if not profiles:
+        raise ValueError("no profiles to average")
+    keys = set.intersection(*(set(v) for p in profiles for v in p.values()))
+    return {block: {k: mean_profile(profiles, k)[block] for k in sorted(keys)} for block in profiles[0]}
+
+
+def profile_table(profiles: dict[str, dict[str, dict[str, float]]], *, note: str = ""):
+    """One row per named :func:`activation_stats` result: the smallest and largest std of a
+    block's output, and the gradient norm at the first block divided by that at the last (above 1:
+    the gradient grows towards the input; a vanishing gradient would make it far below 1)."""
+    from .tables import Table
+
+    rows = []
+    for name, stats in profiles.items():
+        acts = [v["act_std"] for v in stats.values()]
+        grads = [v.get("grad_norm") for v in stats.values()]
+        ratio = grads[0] / grads[-1] if None not in (grads[0], grads[-1]) and grads[-1] else None
+        rows.append([name, min(acts), max(acts), ratio])
+    return Table(["network", "smallest output std", "largest output std", "gradient norm, first / last block"],
+                 rows, note=note)
+
+
+def size_table(depths: Iterable[int], *, residual: Iterable[bool] = (False,)):
+    """The paper's CIFAR networks (Sec. 4.2; option-A shortcuts, which have no parameters): for
+    each depth ``6n + 2`` and each family (plain, ResNet), n, the weighted layers (convolutions
+    and the classifier) and the parameters."""
+    from .models import cifar_resnet
+    from .tables import Table
+
+    rows = []
+    for res in residual:
+        for depth in depths:
+            model = cifar_resnet(depth, residual=res)
+            layers = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+            rows.append([f"{'ResNet' if res else 'plain'}-{depth}", (depth - 2) // 6, layers, count_parameters(model)])
+    return Table(["network", "n", "weighted layers", "parameters"], rows)
+
+
+def network_table(models: dict[str, nn.Module], error: Callable[[nn.Module], float] | None = None, *,
+                  error_name: str = "error (%)", note: str = ""):
+    """One row per named model: its parameters and, with ``error`` (model -> error rate), that error
+    in per cent."""
+    from .tables import Table
+
+    rows = [[name, count_parameters(m), *([f"{100 * error(m):.2f}"] if error else [])] for name, m in models.items()]
+    return Table(["network", "parameters", *([error_name] if error else [])], rows, note=note)

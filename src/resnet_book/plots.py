@@ -515,3 +515,25 @@ def block_diagrams(blocks: dict[str, dict], *, title: str | None = None, note: s
         fig.suptitle(title, fontsize=11)
     _footer(fig, note)
     return fig
+
+
+def signal_profiles(profiles: dict[str, dict[str, dict[str, float]]], *, title: str | None = None, note: str = ""):
+    """Forward and backward signal through a network, block by block (input → output): the std
+    of each block's output (left) and the norm of the loss gradient with respect to it (right),
+    one line per named :func:`resnet_book.analysis.activation_stats` result, log axes."""
+    style()
+    fig, axes = plt.subplots(1, 2, figsize=(8.6, 3.4))
+    for ax, key, label in ((axes[0], "act_std", "std of block output"),
+                           (axes[1], "grad_norm", "‖∂loss/∂(block output)‖")):
+        for i, (name, stats) in enumerate(profiles.items()):
+            values = [v[key] for v in stats.values() if key in v]
+            ax.plot(range(1, len(values) + 1), values, marker="o", ms=2.5, lw=1.4, label=name,
+                    color=OKABE_ITO[i % len(OKABE_ITO)], ls="-" if i % 2 == 0 else "--")
+        ax.set_yscale("log")
+        ax.set_xlabel("block (input → output)")
+        ax.set_ylabel(label)
+    axes[0].set_title("forward", fontsize=10)
+    axes[1].set_title("backward", fontsize=10)
+    axes[0].legend(fontsize=7)
+    _footer(fig, note, title=title, bottom=0.04)
+    return fig

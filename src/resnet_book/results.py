@@ -265,6 +265,12 @@ class Runs:
             raise KeyError(f"{self.experiment}: no runs labelled {label!r}; the labels are {sorted(groups)}")
         return {**mean_curve(groups[label], key), **self.basis()[label]}
 
+    def analyses(self, kind: str, label: str) -> list[dict]:
+        """The stored ``kind`` analysis (e.g. ``"profile"``, ``"responses"``, ``"lesion"``) of each
+        run of ``label`` that has one, in seed order."""
+        runs = sorted(self.groups().get(label, []), key=lambda r: r["seed"])
+        return [r["analysis"][kind] for r in runs if kind in r.get("analysis", {})]
+
     def describe(self) -> str:
         """Where these numbers come from, for captions: budget(s), data source(s), device(s);
         when labels differ in budget or source, which label is which."""

@@ -142,6 +142,7 @@ class Comparison:
     budget: str
     source: str
     test: Welch
+    step: int | None = None  # the evaluation step compared (None: the final values)
 
     @property
     def outcome(self) -> str:
@@ -421,3 +422,183 @@ def shared_source(*runs: "results.Runs", budget: str) -> str | None:
         if all(found <= set(r.where(budget=budget, source=source).groups()) for r, found in labels):
             return source
     return None
+
+
+# --- the chapters' comparisons of stored runs, as tables ------------------------------------------
+
+def display_name(label: str) -> str:
+    """How the book writes a run label: 'plain20' -> 'plain-20', 'resnet56-B' -> 'ResNet-56-B'."""
+    for family, name in (("preresnet", "pre-act ResNet"), ("resnet", "ResNet"), ("plain", "plain")):
+        if label.startswith(family) and label[len(family):][:1].isdigit():
+            return f"{name}-{label[len(family):]}"
+    return label
+
+
+def first_below(record: dict, level: float = 0.85, key: str = "train_error") -> int | None:
+    """The first evaluation step at which a run's stored curve ``key`` is below ``level`` (``None``
+    if it never is): how long a run stays near chance (90% error on CIFAR-10)."""
+    return next((s for s, e in zip(record["curves"]["step"], record["curves"][key]) if e < level), None)
+
+
+def _at(record: dict, metric: str, step: int | None) -> float:
+    """A run's ``metric`` in per cent, final (``step=None``) or at the stored evaluation ``step``."""
+    if step is None:
+        return 100 * record["final"][metric]
+    steps = record["curves"]["step"]
+    if step not in steps:
+        raise ValueError(f"run {record.get('run_id', '?')} was not evaluated at step {step}; its steps run "
+                         f"from {steps[0]} to {steps[-1]}")
+    return 100 * record["curves"][metric][steps.index(step)]
+
+
+def compare_labels(runs: "results.Runs", pairs, *, metrics=("train_error", "test_error"),
+                   steps=(None,)) -> list[Comparison]:
+    """Welch's t of ``b`` against ``a`` for each ``(a, b)`` in ``pairs`` (labels of ``runs``, one
+    budget and data source each), for each metric and each evaluation step (``None``: the final
+    value).  Pairs missing from ``runs`` are skipped; a pair across budgets or sources is refused."""
+    groups, basis = runs.groups(), runs.basis()
+    out = []
+    for a, b in pairs:
+        if a not in groups or b not in groups:
+            continue
+        if basis[a] != basis[b]:
+            raise ValueError(f"{a} ({basis[a]['budget']} on {basis[a]['source']}) and {b} ({basis[b]['budget']} "
+                             f"on {basis[b]['source']}) differ in budget or data source; compare within one")
+        for step in steps:
+            for metric in metrics:
+                test = welch([_at(r, metric, step) for r in groups[a]], [_at(r, metric, step) for r in groups[b]])
+                out.append(Comparison(a, b, metric, basis[a]["budget"], basis[a]["source"], test, step))
+    return out
+
+
+def comparison_table(comparisons: list[Comparison], *, caption: str = "", note: str = ""):
+    """One row per comparison 'first − second' (``b − a``): (at which iteration,) which error (the
+    runs' stored running training error or their test error), both means ± std over seeds, the
+    difference in points, marked * when beyond seed noise (Welch's t, two-sided 5%), and t."""
+    from .tables import Table
+
+    with_steps = any(c.step is not None for c in comparisons)
+    rows = []
+    for c in comparisons:
+        w = c.test
+        row = [f"{display_name(c.b)} − {display_name(c.a)}"]
+        row += [f"{c.step:,}" if c.step is not None else "end"] if with_steps else []
+        row += [c.metric.split("_")[0], f"{w.mean_b:.2f} ± {w.std_b:.2f}", f"{w.mean_a:.2f} ± {w.std_a:.2f}",
+                f"{w.difference:+.2f}{'*' if w.significant else ''}", f"{w.t:+.1f}"]
+        rows.append(row)
+    columns = ["comparison", *(["iteration"] if with_steps else []), "error", "first (%)", "second (%)",
+               "difference (points)", "Welch t"]
+    seeds = sorted({f"{c.test.n_a}+{c.test.n_b}" for c in comparisons})
+    default = (f"difference = first − second; * beyond seed noise (Welch's t, two-sided 5%; seeds "
+               f"{', '.join(seeds)})")
+    return Table(columns, rows, caption=caption, note="; ".join(filter(None, [default, note])))
+
+
+def comparison_facts(comparisons: list[Comparison]) -> dict[str, str]:
+    """The numbers of :func:`comparison_table` for the prose (``tables.glue``): per comparison
+    ``<b>-<a>-<train|test>[-<step>]`` with suffixes ``-diff`` (points, signed), ``-t`` and
+    ``-noise`` ('beyond' or 'within')."""
+    out = {}
+    for c in comparisons:
+        key = f"{c.b}-{c.a}-{c.metric.split('_')[0]}" + (f"-{c.step}" if c.step is not None else "")
+        out |= {f"{key}-diff": f"{c.test.difference:+.2f}", f"{key}-t": f"{c.test.t:+.1f}",
+                f"{key}-noise": "beyond" if c.test.significant else "within"}
+    return out
+
+
+def _labels(runs_list) -> list[tuple[str, list[dict], dict]]:
+    """(label, runs, basis) of every label of the given Runs, families in the order given, depths
+    ascending; all of one budget and data source, or refused."""
+    out = []
+    for runs in runs_list:
+        groups, basis = runs.groups(), runs.basis()
+        out += [(label, groups[label], basis[label])
+                for label in sorted(groups, key=lambda lab: (int("".join(filter(str.isdigit, lab)) or 0), lab))]
+    kinds = {(b["budget"], b["source"]) for _, _, b in out}
+    if len(kinds) > 1:
+        raise ValueError(f"these runs mix budgets or data sources ({', '.join(f'{b} on {s}' for b, s in sorted(kinds))}); "
+                         f"a table of final errors shows one of each")
+    return out
+
+
+def final_table(*runs: "results.Runs", first_below_level: float | None = None, caption: str = ""):
+    """Final running training error and test error (mean ± std over seeds, %) of every label of
+    the given runs (one budget and data source), and, with ``first_below_level``, the first
+    evaluation at which each seed's running training error fell below that level."""
+    from .tables import Table, mean_std
+
+    rows = []
+    for label, rs, _ in _labels(runs):
+        row = [display_name(label)]
+        for metric in ("train_error", "test_error"):
+            row.append(mean_std(dict(zip(("mean", "std"), results.mean_std([r["final"][metric] for r in rs])), n=len(rs))))
+        if first_below_level is not None:
+            row.append(", ".join(str(first_below(r, first_below_level)) for r in sorted(rs, key=lambda r: r["seed"])))
+        rows.append(row)
+    columns = ["network", "train error (%)", "test error (%)"]
+    if first_below_level is not None:
+        columns.append(f"first below {100 * first_below_level:.0f}% train error, per seed")
+    note = ("final values, mean ± std over seeds; train error: the running training error (training mode, "
+            "augmented mini-batches, mean over the last evaluation interval)")
+    return Table(columns, rows, caption=caption, note="; ".join([note, *dict.fromkeys(r.describe() for r in runs)]))
+
+
+def final_facts(*runs: "results.Runs", first_below_level: float = 0.85) -> dict[str, str]:
+    """The numbers of :func:`final_table` for the prose: per label ``<label>-train`` and
+    ``<label>-test`` (mean, %, one decimal), ``<label>-first`` (per seed, in seed order) and
+    ``<label>-seeds``."""
+    out = {}
+    for label, rs, _ in _labels(runs):
+        for metric in ("train_error", "test_error"):
+            out[f"{label}-{metric.split('_')[0]}"] = f"{100 * results.mean_std([r['final'][metric] for r in rs])[0]:.1f}"
+        out[f"{label}-first"] = ", ".join(str(first_below(r, first_below_level))
+                                          for r in sorted(rs, key=lambda r: r["seed"]))
+        out[f"{label}-seeds"] = str(len(rs))
+    return out
+
+
+def _gaps(plain: "results.Runs", resnet: "results.Runs", depths, metric: str) -> dict[int, tuple]:
+    """Per depth stored in both families: (plain runs, ResNet runs, plain mean − ResNet mean in points)."""
+    p, r = plain.groups(), resnet.groups()
+    _labels([plain, resnet])  # one budget and data source, or refused
+    out = {}
+    for d in depths:
+        a, b = p.get(f"plain{d}"), r.get(f"resnet{d}")
+        if a and b:
+            va, vb = [100 * x["final"][metric] for x in a], [100 * x["final"][metric] for x in b]
+            out[d] = (va, vb, results.mean_std(va)[0] - results.mean_std(vb)[0])
+    return out
+
+
+def family_gap_table(plain: "results.Runs", resnet: "results.Runs", depths=(20, 32, 44, 56), *,
+                     metric: str = "train_error"):
+    """Plain against ResNet at each depth (one budget and data source): final ``metric`` of each
+    family (mean ± std over seeds, %) and plain − ResNet in points."""
+    from .tables import Table
+
+    word = metric.split("_")[0]
+    rows = []
+    for d, (va, vb, gap) in _gaps(plain, resnet, depths, metric).items():
+        (ma, sa), (mb, sb) = results.mean_std(va), results.mean_std(vb)
+        rows.append([d, f"{ma:.1f} ± {sa:.1f}", f"{mb:.1f} ± {sb:.1f}", f"{gap:+.1f}"])
+    return Table(["depth", f"plain: {word} error (%)", f"ResNet: {word} error (%)", "plain − ResNet (points)"], rows,
+                 note=f"final values, mean ± std over seeds; {plain.describe()}")
+
+
+def family_gap_facts(plain: "results.Runs", resnet: "results.Runs", depths=(20, 32, 44, 56), *,
+                     metric: str = "train_error") -> dict[str, str]:
+    """The numbers of :func:`family_gap_table` for the prose: ``gap-min`` and ``gap-max`` (points),
+    ``gap-argmax`` and ``gap-argmin`` (depths), ``every-resnet-below`` ('yes' when every ResNet run
+    ends below every plain run of its depth), and ``plain-change`` / ``resnet-change``: the mean's
+    change from the shallowest to the deepest depth stored (signed points)."""
+    gaps = _gaps(plain, resnet, depths, metric)
+    if not gaps:
+        raise ValueError("no depth is stored for both families")
+    by = {d: g for d, (_, _, g) in gaps.items()}
+    lo, hi = min(gaps), max(gaps)
+    change = {fam: results.mean_std(gaps[hi][i])[0] - results.mean_std(gaps[lo][i])[0]
+              for i, fam in ((0, "plain"), (1, "resnet"))}
+    return {"gap-min": f"{min(by.values()):.0f}", "gap-max": f"{max(by.values()):.0f}",
+            "gap-argmax": str(max(by, key=by.get)), "gap-argmin": str(min(by, key=by.get)),
+            "every-resnet-below": "yes" if all(max(vb) < min(va) for va, vb, _ in gaps.values()) else "no",
+            "plain-change": f"{change['plain']:+.1f}", "resnet-change": f"{change['resnet']:+.1f}"}
