@@ -31,11 +31,13 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb) $(wildcard book/*.ipynb)
 EXEC_INPUTS := $(shell find src/resnet_book data/results -type f -not -name '*.pyc' 2>/dev/null)
 EXEC_STAMP := _build/.exec-inputs
 
-.PHONY: book test setup assets unit notebooks book-strict browser sync-notebooks student clean help
+.PHONY: book test setup assets unit notebooks book-strict browser sync-notebooks student autograde clean help
 
 help:
 	@echo "make book   - set up and build the HTML book into _build/html"
 	@echo "make test   - set up and run every test (unit, notebooks, strict build, browser)"
+	@echo "make student   - student notebooks (no solutions) in _build/student, one nbgrader assignment per chapter"
+	@echo "make autograde [CHAPTER=2] - grade the submissions in _build/nbgrader/submitted/<student>/<assignment>/"
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -81,8 +83,14 @@ test: setup
 sync-notebooks: setup
 	$(BIN)/python tools/sync_notebooks.py
 
+# Teaching: student notebooks and grading with nbgrader (book/for-instructors.md). nbgrader runs from
+# the venv; its settings (cell timeout, smoke budget) are in nbgrader_config.py.
 student: setup
 	$(BIN)/python tools/make_student.py
+
+CHAPTER ?=
+autograde: setup
+	$(BIN)/python tools/make_student.py autograde $(CHAPTER)
 
 clean:
 	rm -rf _build build

@@ -7,21 +7,30 @@ Each notebook (in notebooks/ and book/) gets, right after its title cell:
   stored results; elsewhere it does nothing.  The badge, the book's launch button
   (``repository.branch``) and this cell name the same ref; a test checks that the ref exists.
 
-Exercise cells get nbgrader's metadata, derived from the cells themselves:
+Exercise cells are laid out for nbgrader, derived from the cells themselves (so it stays true when
+exercises are added):
+* ``{exercise}`` and ``{solution}`` blocks are fenced with colons (``:::{exercise}``; the book renders
+  them as before, and Jupyter shows their text instead of a raw code block);
+* every ``{solution}`` block is a markdown cell of its own, and no markdown cell holds two
+  ``{exercise}`` statements: the statement cell is *read-only* for nbgrader (locked);
 * a code cell with ``### BEGIN SOLUTION`` / ``### END SOLUTION`` is a *solution* cell (``grade_id``
   = the label of the exercise above it), tagged ``solution`` and ``hide-input`` so the rendered book
   shows it behind a "Show solution" toggle;
 * the code cell after it, which calls ``exercises.check_*``, is an *autograded test* cell, locked,
-  worth the points already in its metadata (1 if none);
-* a markdown cell with sphinx-exercise ``{solution}`` blocks is a manually graded answer cell (one
-  point per discussion exercise answered in it); each block is
-  wrapped in ``<!-- ### BEGIN SOLUTION -->`` / ``<!-- ### END SOLUTION -->`` (HTML comments: invisible
-  in the book and in Jupyter), so nbgrader replaces it by "YOUR ANSWER HERE".
+  worth the points of ``POINTS`` (1 if none);
+* the ``{solution}`` cell of a discussion exercise is a manually graded *answer* cell (1 point), its
+  block wrapped in ``<!-- ### BEGIN SOLUTION -->`` / ``<!-- ### END SOLUTION -->`` (HTML comments:
+  invisible in the book and in Jupyter), so nbgrader replaces it by "YOUR ANSWER HERE";
+* the ``{solution}`` cell that explains a code exercise (graded by its check) is tagged
+  ``solution-explanation``; ``tools/make_student.py`` drops it from the student notebooks.
+So a student notebook shows each exercise as its read-only statement followed by its own answer
+cell: the code to write (then the locked check), or "YOUR ANSWER HERE".
 Outputs are stripped. ``--check`` changes nothing and exits 1 if a notebook is out of date.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import re
 import sys
 from pathlib import Path
@@ -70,10 +79,16 @@ def badge_source(path: Path) -> str:
 
 
 BEGIN_MD, END_MD = "<!-- ### BEGIN SOLUTION -->", "<!-- ### END SOLUTION -->"
+DIRECTIVE = re.compile(r"^(?P<fence>`{3,}|:{3,})\{(?P<kind>exercise|solution)\}(?P<rest>[^\n]*)\n(?P<body>.*?)^(?P=fence)[ \t]*$",
+                       re.S | re.M)
 SOLUTION_BLOCK = re.compile(r"^(`{3,}|:{3,})\{solution\}.*?^\1[ \t]*$", re.S | re.M)
+EXERCISE_BLOCK = re.compile(r"^(`{3,}|:{3,})\{exercise\}.*?^\1[ \t]*$", re.S | re.M)
 LABEL = re.compile(r"^:label:\s*(\S+)", re.M)
 SOLUTION_LABEL = re.compile(r"\{solution\}\s*(\S+)")
 SOLUTION_TAGS = ("solution", "hide-input")
+# A {solution} block that explains a code exercise (its check grades the code): dropped from the
+# student notebooks by tools/make_student.py, so no answer cell sits under a code exercise.
+EXPLANATION_TAG = "solution-explanation"
 # Points of the autograded checks (default 1): the exercises marked two or three stars on the
 # instructors' page (book/for-instructors.md).
 POINTS = {"ex1-identity": 2, "ex2-zero": 2, "ex3-lesion": 2, "ex5-params": 2,
@@ -88,10 +103,53 @@ def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, point
     return meta
 
 
-def _wrap_solutions(source: str) -> str:
-    """Each ``{solution}`` block between nbgrader's markers (idempotent)."""
+def colon_fences(source: str) -> str:
+    """``{exercise}`` and ``{solution}`` blocks fenced with colons (MyST's colon fence, which the
+    book renders the same): Jupyter shows their text as Markdown, not as a raw code block."""
+    def fence(m: re.Match) -> str:
+        inner = [len(x) for x in re.findall(r"^(:{3,})", m["body"], re.M)]
+        colons = ":" * max(3, max(inner, default=0) + 1)
+        body = m["body"] if m["body"].endswith("\n") or not m["body"] else m["body"] + "\n"
+        return f"{colons}{{{m['kind']}}}{m['rest']}\n{body}{colons}"
+    return DIRECTIVE.sub(fence, source)
+
+
+def split_exercise_cell(source: str) -> list[tuple[str, str]]:
+    """A markdown cell's text in pieces ``(kind, text)``: every ``{solution}`` block alone
+    (``"solution"``), and the rest cut so that no piece holds two ``{exercise}`` statements
+    (``"text"``); empty pieces are dropped."""
     source = "\n".join(line for line in source.split("\n") if line not in (BEGIN_MD, END_MD))
-    return SOLUTION_BLOCK.sub(lambda m: f"{BEGIN_MD}\n{m.group(0)}\n{END_MD}", source)
+    source = colon_fences(source)
+    pieces, pos = [], 0
+    for m in SOLUTION_BLOCK.finditer(source):
+        pieces.append(("text", source[pos:m.start()]))
+        pieces.append(("solution", m.group(0)))
+        pos = m.end()
+    pieces.append(("text", source[pos:]))
+    out = []
+    for kind, text in pieces:
+        if kind == "text":
+            starts = [m.start() for m in EXERCISE_BLOCK.finditer(text)][1:]
+            for a, b in zip([0, *starts], [*starts, len(text)]):
+                out.append(("text", text[a:b]))
+        else:
+            out.append((kind, text))
+    return [(kind, text.strip("\n")) for kind, text in out if text.strip()]
+
+
+def split_exercise_cells(nb) -> None:
+    """Each exercise's statement and each solution in a cell of its own (idempotent)."""
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or ("{solution}" not in cell.source and "{exercise}" not in cell.source):
+            cells.append(cell)
+            continue
+        for n, (_, text) in enumerate(split_exercise_cell(cell.source)):
+            piece = copy.deepcopy(cell) if n == 0 else nbformat.v4.new_markdown_cell(
+                metadata={k: copy.deepcopy(v) for k, v in cell.metadata.items() if k == "tags"})
+            piece.source = text
+            cells.append(piece)
+    nb.cells = cells
 
 
 def _set_tags(cell, add=(), remove=()) -> None:
@@ -104,6 +162,7 @@ def _set_tags(cell, add=(), remove=()) -> None:
 
 def grading_metadata(nb) -> None:
     """nbgrader metadata on the exercise cells (see the module's docstring); other cells lose it."""
+    split_exercise_cells(nb)
     label = None
     solution_ids, code_labels, last = set(), set(), None
     for cell in nb.cells:  # the labels of the code exercises
@@ -115,15 +174,19 @@ def grading_metadata(nb) -> None:
         old = cell.metadata.pop("nbgrader", {})
         if cell.cell_type == "markdown":
             labels = LABEL.findall(cell.source)
-            if "{solution}" in cell.source:
-                cell.source = _wrap_solutions(cell.source)
-                answered = SOLUTION_LABEL.findall(cell.source)
-                # A manually graded answer cell (nbgrader wants markdown solution cells graded): one
-                # point per discussion exercise answered in it; explanations of code exercises, which
-                # their checks grade, count nothing.
-                points = sum(a not in code_labels for a in answered)
-                cell.metadata["nbgrader"] = _nbgrader(f"answer-{answered[0]}", solution=True, grade=True,
-                                                      locked=False, points=points)
+            _set_tags(cell, remove=(EXPLANATION_TAG,))
+            if SOLUTION_BLOCK.search(cell.source):
+                (answered,) = SOLUTION_LABEL.findall(cell.source)
+                if answered in code_labels:  # explained here, graded by its check
+                    _set_tags(cell, add=(EXPLANATION_TAG,))
+                else:  # a manually graded answer cell (nbgrader grades markdown solution cells)
+                    cell.source = f"{BEGIN_MD}\n{cell.source}\n{END_MD}"
+                    cell.metadata["nbgrader"] = _nbgrader(f"answer-{answered}", solution=True, grade=True,
+                                                          locked=False, points=1)
+            elif EXERCISE_BLOCK.search(cell.source):  # the statement: read-only in the student notebook
+                (stated,) = LABEL.findall(EXERCISE_BLOCK.search(cell.source).group(0)) or [f"cell-{i}"]
+                cell.metadata["nbgrader"] = _nbgrader(f"statement-{stated}", solution=False, grade=False,
+                                                      locked=True)
             label = labels[-1] if labels else label
             continue
         if "### BEGIN SOLUTION" in cell.source:
