@@ -9,6 +9,10 @@
   addition (paper Fig. 7), or of each block's residual branch ``F(x)``;
 * :func:`activation_stats` / :func:`gradient_norms` -- forward activation std and backward
   gradient norm per block (degradation is not vanishing gradients);
+* over many batches (a whole test set, accumulated in float64 by :class:`Moments`):
+  :func:`layer_responses_over`, :func:`relu_masked_share` (the entries of ``F(x) + x`` the ReLU
+  zeroes), :func:`padded_channel_stats` (what option A's zero-padded channels carry) and
+  :func:`gradient_profile` (:func:`activation_stats` averaged over batches);
 * :func:`lesion` -- drop blocks at test time (Veit et al. 2016), :func:`lesion_study` (every
   block alone, then random sets of k blocks), :func:`path_length_counts`;
 * :func:`zero_padded_channels` / :func:`dead_channels` -- the channels an option-A shortcut fills
@@ -428,3 +432,177 @@ def network_table(models: dict[str, nn.Module], error: Callable[[nn.Module], flo
 
     rows = [[name, count_parameters(m), *([f"{100 * error(m):.2f}"] if error else [])] for name, m in models.items()]
     return Table(["network", "parameters", *([error_name] if error else [])], rows, note=note)
+
+
+# --- the same measurements over many images, accumulated batch by batch --------------------------
+
+class Moments:
+    """Count, sum and sum of squares (float64) of every entry of the tensors :meth:`add` sees: their
+    :attr:`mean` and :attr:`std` (with Bessel's correction, as ``torch.std`` on all of them at once)."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, t: Tensor) -> None:
+        t = t.detach().double()
+        self.count += t.numel()
+        self.total += t.sum().item()
+        self.squares += (t * t).sum().item()
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
+
+    @property
+    def std(self) -> float:
+        if self.count < 2:
+            return math.nan
+        return math.sqrt(max(self.squares - self.total * self.total / self.count, 0.0) / (self.count - 1))
+
+
+def _as_inputs(batches: Iterable) -> Iterator[Tensor]:
+    for b in batches:
+        yield b[0] if isinstance(b, (tuple, list)) else b
+
+
+@torch.no_grad()
+def layer_responses_over(model: nn.Module, batches: Iterable, *, which: str = "bn") -> dict[str, float]:
+    """:func:`layer_responses` over many batches (input tensors, or ``(x, y)`` pairs): for each layer
+    the std over **all entries** (every image, channel and position) of its output on all the
+    batches together, in eval mode -- the same number as :func:`layer_responses` on the
+    concatenated batches, accumulated in float64 (:class:`Moments`) so no batch is kept."""
+    if which not in ("bn", "branch"):
+        raise ValueError(f"unknown response kind {which!r}; allowed: 'bn', 'branch'")
+    moments: dict[str, Moments] = {}
+    handles = []
+    for bname, block in blocks(model):
+        targets = [(f"{bname}.{n}", m) for n, m in block.named_children() if isinstance(m, nn.BatchNorm2d)]
+        if which == "branch":
+            targets = [(bname, block.last_bn)]
+        for tname, module in targets:
+            moments[tname] = Moments()
+            handles.append(module.register_forward_hook(lambda m, i, o, key=tname: moments[key].add(o)))
+    was_training = model.training
+    model.eval()
+    try:
+        with _hooks(handles):
+            for x in _as_inputs(batches):
+                model(x)
+    finally:
+        model.train(was_training)
+    return {k: m.std for k, m in moments.items()}
+
+
+def _post_activation_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(n, b) for n, b in blocks(model) if b.residual and not isinstance(b, PreActBlock)]
+
+
+@torch.no_grad()
+def _each_addition(model: nn.Module, batches: Iterable, visit: Callable) -> None:
+    """Run ``batches`` through ``model`` in eval mode and call ``visit(name, block, x, f, s, h)`` for
+    every post-activation residual block: its input ``x``, its residual ``F(x)``, the sum
+    ``s = F(x) + shortcut(x)`` the ReLU receives (recomputed from ``F(x)`` and ``x`` as the block
+    computes it) and its output ``h = relu(s)``."""
+    todo = _post_activation_blocks(model)
+    if not todo:
+        raise ValueError("the model has no post-activation residual block (relu(F(x) + x))")
+    branch: dict[str, Tensor] = {}
+    handles = []
+    for name, block in todo:
+        handles.append(block.last_bn.register_forward_hook(lambda m, i, o, key=name: branch.__setitem__(key, o)))
+
+        def after(b, inputs, h, key=name):
+            x, f = inputs[0], branch.pop(key)
+            visit(key, b, x, f, f + b.shortcut(x), h)
+
+        handles.append(block.register_forward_hook(after))
+    was_training = model.training
+    model.eval()
+    try:
+        with _hooks(handles):
+            for x in _as_inputs(batches):
+                model(x)
+    finally:
+        model.train(was_training)
+
+
+def relu_masked_share(model: nn.Module, batches: Iterable) -> dict[str, float]:
+    """Per post-activation residual block, in forward order: the share of the entries of
+    ``F(x) + x`` that are negative, i.e. that the ReLU after the addition sets to 0, over all
+    entries of all the batches (eval mode)."""
+    counts: dict[str, list[int]] = {}
+
+    def visit(name, block, x, f, s, h):
+        c = counts.setdefault(name, [0, 0])
+        c[0] += int((s < 0).sum())
+        c[1] += s.numel()
+
+    _each_addition(model, batches, visit)
+    return {name: neg / n for name, (neg, n) in counts.items()}
+
+
+def padded_channel_stats(model: nn.Module, batches: Iterable) -> dict[str, dict]:
+    """Per block whose option-A shortcut pads zero channels (:func:`zero_padded_channels`): what the
+    trained block writes there, against the channels its shortcut copies. Over all entries of the
+    batches (eval mode), for the two groups of channels (``"padded"``, ``"copied"``): mean and std
+    of ``F(x)``, of the sum ``F(x) + x`` and of the block output ``relu(F(x) + x)``, the share of
+    output entries that are exactly 0, and the last BN's scale gamma and shift beta (one value per
+    channel, in channel order). On the padded channels ``F(x) + x`` is ``F(x)`` alone."""
+    padded = zero_padded_channels(model)
+    if not padded:
+        raise ValueError("the model has no option-A shortcut that pads channels with zeros")
+    table = dict(blocks(model))
+    groups = {}
+    for name, idx in padded.items():
+        n = table[name].out_planes
+        groups[name] = {"padded": torch.tensor(idx), "copied": torch.tensor([c for c in range(n) if c not in idx])}
+    moments = {name: {g: {q: Moments() for q in ("F", "sum", "out")} for g in groups[name]} for name in groups}
+    zeros = {name: {g: [0, 0] for g in groups[name]} for name in groups}
+
+    def visit(name, block, x, f, s, h):
+        if name not in groups:
+            return
+        for g, idx in groups[name].items():
+            idx = idx.to(h.device)
+            for q, t in (("F", f), ("sum", s), ("out", h)):
+                moments[name][g][q].add(t.index_select(1, idx))
+            z = zeros[name][g]
+            z[0] += int((h.index_select(1, idx) == 0).sum())
+            z[1] += h.shape[0] * len(idx) * h.shape[2] * h.shape[3]
+
+    _each_addition(model, batches, visit)
+    out = {}
+    for name, gs in groups.items():
+        bn = table[name].last_bn
+        out[name] = {"channels": {g: idx.tolist() for g, idx in gs.items()}}
+        for g, idx in gs.items():
+            m = moments[name][g]
+            out[name][g] = {**{f"{q}_mean": m[q].mean for q in m}, **{f"{q}_std": m[q].std for q in m},
+                            "out_zero_share": zeros[name][g][0] / zeros[name][g][1],
+                            "gamma": bn.weight.detach()[idx].tolist(), "beta": bn.bias.detach()[idx].tolist()}
+    return out
+
+
+def gradient_profile(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, mode: str) -> dict[str, dict]:
+    """:func:`activation_stats` on each ``(x, y)`` batch, with BN in ``mode`` (``"train"``: each
+    batch's own statistics, as the runs' ``profile`` analysis; ``"eval"``: the running statistics),
+    averaged over the batches block by block: the mean and the std over batches of the norm of
+    d(mean loss of the batch)/d(block output), and the mean of the output's std. The model's
+    parameters, BN statistics and mode are as before afterwards."""
+    if mode not in ("train", "eval"):
+        raise ValueError(f"unknown BN mode {mode!r}; allowed: 'train', 'eval'")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}  # train mode moves the BN running statistics
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        profiles = [activation_stats(model, x, y) for x, y in batches]
+    finally:
+        model.load_state_dict(saved)
+        model.train(was_training)
+    if not profiles:
+        raise ValueError("no batches to average")
+    grad = mean_profile(profiles, "grad_norm")
+    sd = {n: (math.sqrt(sum((p[n]["grad_norm"] - grad[n]) ** 2 for p in profiles) / (len(profiles) - 1))
+              if len(profiles) > 1 else 0.0) for n in grad}
+    return {"grad_norm": grad, "grad_norm_sd": sd, "act_std": mean_profile(profiles, "act_std"),
+            "batches": len(profiles)}

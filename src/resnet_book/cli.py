@@ -1,4 +1,4 @@
-"""``python -m resnet_book train | reproduce | bench | list``.
+"""``python -m resnet_book train | reproduce | measure-published | bench | list``.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     python -m resnet_book train --model resnet56 --budget cpu --seed 0 --resume
     python -m resnet_book reproduce degradation --time-limit 540
     python -m resnet_book reproduce table6 --budget paper --parallel 8 --time-limit 540
+    python -m resnet_book measure-published --data ../shared/data/cifar10-original
     python -m resnet_book bench --model resnet20
     torchrun --nproc_per_node=2 -m resnet_book train --model resnet20 --budget paper
 """
@@ -70,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
                         "started; CPU: the threads are split between the workers)")
     r.add_argument("--weights", help="kept-weights folder (default: data/weights beside the results)")
     common(r)
+
+    from .published import KINDS
+    from .weights import PUBLISHED
+
+    m = sub.add_parser("measure-published", help="measure the published, fully trained ResNets (third-party "
+                       "weights) on the test set and store the results (skips kinds already stored)")
+    m.add_argument("--kinds", nargs="+", choices=KINDS, help="default: all, the slowest (lesions) last")
+    m.add_argument("--jpeg", help="the JPEG copy, on which `accuracy` also tests the nets (default: the folder "
+                   "cifar10-jpeg beside the --data folder)")
+    m.add_argument("--nets", nargs="+", choices=PUBLISHED, default=list(PUBLISHED), help="default: all four")
+    m.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    m.add_argument("--overwrite", action="store_true", help="measure and store again kinds already stored")
+    common(m)
 
     b = sub.add_parser("bench", help="our trainer vs a torchvision DataLoader + transforms loop, images/s")
     b.add_argument("--model", default="resnet20")
@@ -140,6 +154,52 @@ def _cmd_reproduce(a) -> int:
         print(f"error: {len(s['failed'])} run(s) failed (the others went on); fix the cause and run the same "
               f"command again: stored runs are skipped, a failed run resumes from its checkpoint", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_measure_published(a) -> int:
+    import torch
+
+    from . import published
+
+    if a.threads < 1:
+        raise ValueError(f"--threads must be a positive number; got {a.threads}")
+    torch.set_num_threads(a.threads)
+    order = ("accuracy", "responses", "relu_masked", "padded_channels", "gradients", "lesions")
+    kinds = [k for k in order if k in (a.kinds or order)]
+    source = data_source(a.data)
+    todo = [k for k in kinds if a.overwrite or not published.path(k, source=source, root=a.results).is_file()]
+    for k in kinds:
+        if k not in todo:
+            print(f"{k}: already stored ({published.path(k, source=source, root=a.results)}); --overwrite measures it again")
+    if not todo:
+        return 0
+    jpeg = None
+    if "accuracy" in todo:
+        jpeg = a.jpeg or (Path(a.data or os.environ.get(DATA_ENV, "")).parent / "cifar10-jpeg")
+        if not Path(jpeg).is_dir():
+            raise ValueError(f"accuracy also tests the nets on the JPEG copy: {jpeg} is not a folder; pass --jpeg FOLDER")
+        jpeg = load_cifar10(jpeg, progress=not a.quiet)
+    data = load_cifar10(a.data, progress=not a.quiet)
+    device = "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+    log = (lambda m: None) if a.quiet else (lambda m: print(m, flush=True))
+    for k in todo:
+        # net by net, the largest first, progress stored after each (an interrupted run goes on from there)
+        final = published.path(k, source=source, root=a.results)
+        part = final.with_suffix(".partial.json")
+        done = [json.loads(part.read_text(encoding="utf-8"))] if part.is_file() and not a.overwrite else []
+        for net in sorted(a.nets, key=lambda n: -int(n.removeprefix("resnet"))):
+            if any(net in r["nets"] for r in done):
+                continue
+            done.append(published.measure(k, data=data, nets=(net,), also_on=jpeg if k == "accuracy" else None,
+                                          device=device, log=log))
+            if len(done) > 1:
+                done = [published.merge(done)]
+            published.store(done[0], root=a.results, partial=True)
+        rec = done[0]
+        where = published.store(rec, root=a.results, overwrite=a.overwrite)
+        part.unlink(missing_ok=True)
+        print(f"{k}: stored {where} ({', '.join(rec['nets'])}; {rec['provenance']['wall_time_s']:.0f} s)", flush=True)
     return 0
 
 
@@ -227,7 +287,7 @@ def _check_args(a) -> None:
         check_bench_args(steps=a.steps, warmup=a.warmup, batch_size=a.batch_size, workers=a.workers)
     if hasattr(a, "device"):
         check_device(a.device)
-    if a.command in ("train", "reproduce") and not getattr(a, "no_save", False):
+    if a.command in ("train", "reproduce", "measure-published") and not getattr(a, "no_save", False):
         check_writable(results.results_root(a.results))
     if a.command == "reproduce":
         from .experiments import get
@@ -239,7 +299,8 @@ def _check_args(a) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    handlers = {"train": _cmd_train, "reproduce": _cmd_reproduce, "bench": _cmd_bench, "list": _cmd_list}
+    handlers = {"train": _cmd_train, "reproduce": _cmd_reproduce, "measure-published": _cmd_measure_published,
+                "bench": _cmd_bench, "list": _cmd_list}
     try:
         _check_args(a)
         return handlers[a.command](a)
