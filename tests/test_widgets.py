@@ -167,3 +167,14 @@ def test_glue_hands_the_value_to_myst_nb_without_showing_it(monkeypatch):
     for bad in ("", "two words", "a:b", 3):
         with pytest.raises(ValueError, match="name"):
             glue(bad, 1)
+
+
+def test_glue_all_glues_each_fact_under_its_prefixed_name(monkeypatch):
+    import myst_nb.ext.glue as myst_glue
+
+    from resnet_book.tables import glue_all
+    shown = []
+    monkeypatch.setattr(myst_glue, "ipy_display", lambda bundle, raw, metadata: shown.append((bundle, metadata)))
+    glue_all({"gap-min": "8", "gap-max": "19"}, prefix="ch2-cpu")
+    assert [m["scrapbook"]["name"] for _, m in shown] == ["ch2-cpu-gap-min", "ch2-cpu-gap-max"]
+    assert [b["application/papermill.record/text/plain"] for b, _ in shown] == ["'8'", "'19'"]

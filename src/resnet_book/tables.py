@@ -61,6 +61,13 @@ def glue(name: str, value) -> None:
     myst_glue(name, value, display=False)
 
 
+def glue_all(facts: dict, *, prefix: str) -> None:
+    """:func:`glue` every entry of ``facts`` (name -> value) as ``<prefix>-<name>``: the numbers a
+    library function computed for the prose in one call (e.g. ``scorecard.comparison_facts``)."""
+    for name, value in facts.items():
+        glue(f"{prefix}-{name}", value)
+
+
 class Table:
     """Rows of cells under named columns, with an optional caption (above) and note (below, e.g.
     where the numbers come from).
