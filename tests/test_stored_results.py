@@ -74,24 +74,6 @@ def test_chapter_2_zero_init_with_option_b_every_run_lower_and_within_seed_noise
     assert not scorecard.welch(standard, zero).significant
 
 
-def test_chapter_6_jpeg_effect_at_the_cpu_budget_is_not_measurable():
-    """Ch. 6: "every configuration stored on both copies but plain-56 ends with a higher final test
-    error (by up to 5.0 points; plain-56 1.4 points lower), the training errors move both ways, and only
-    one difference is beyond seed noise: plain-32's training error, 4.3 points higher on the original
-    pixels"."""
-    from resnet_book import experiments, results, scorecard
-    records = [r for name in experiments.EXPERIMENTS for r in results.load(name, budget="all", root=RESULTS)]
-    effects = scorecard.source_effects(records, budget="cpu")
-    test = {e.a.split()[0]: e.test.difference for e in effects if e.metric == "test_error"}
-    train = [e.test.difference for e in effects if e.metric == "train_error"]
-    assert {"plain20", "plain56", "resnet20", "resnet56", "preresnet56", "resnet32-C", "resnet56-zero-init"} <= set(test)
-    assert [label for label, d in test.items() if d <= 0] == ["plain56"] and round(test["plain56"], 1) == -1.4
-    assert round(max(test.values()), 1) == 5.0
-    assert min(train) < 0 < max(train)
-    beyond = [(e.a.split()[0], e.metric, round(e.test.difference, 1)) for e in effects if e.test.significant]
-    assert beyond == [("plain32", "train_error", 4.3)]
-
-
 def test_chapter_4_bottleneck83_behind_resnet56_at_the_cpu_budget_within_seed_noise():
     """Ch. 4: "the bottleneck net ends behind ResNet-56 in every seed, by about 12 points of training
     error on average, with a wide spread: one run ends close to chance (90%), one close to ResNet-56

@@ -2,18 +2,24 @@
 
 A claim is data: which runs it compares and in which direction (:class:`Claim`).  :func:`evaluate`
 reads the runs of every budget and data source separately -- a statistic never pools budgets or
-sources -- and gives each claim one of four verdicts:
+sources -- and gives each claim one of five verdicts:
 
-* ``reproduced at paper scale``: at the ``paper`` budget every comparison the stored runs cover
-  goes the paper's way by more than seed noise (Welch's t beyond the two-sided 5% critical value);
+* ``reproduced at paper scale``: at the ``paper`` budget the stored runs cover the claim's whole
+  range (every depth it names) and every comparison goes the paper's way by more than seed noise
+  (Welch's t beyond the two-sided 5% critical value);
+* ``reproduced in part at paper scale``: the same, but for part of the claim's range only (e.g.
+  20 against 32 layers of a claim about 20 to 110);
 * ``reduced scale only``: not decided (or not run) at the paper budget, but decided the paper's way
-  at a reduced budget (``cpu``);
+  at a reduced budget (``cpu``) -- unless that budget shows the same effect where the paper says
+  it is absent (a claim's ``control``, e.g. deeper ResNets training worse too), in which case the
+  budget cannot separate the claim from its confound and does not count;
 * ``not reproduced``: runs exist and no budget decides the claim the paper's way (or the paper
   budget decides it the other way);
 * ``quoted only``: no stored run tests it.
 
-Each verdict carries its evidence: the differences, t statistics, seeds, budgets and data sources
-it rests on, and what the stored runs do not cover.
+Each verdict names what it rests on (:attr:`Verdict.basis`: labels, budget, data source, seeds)
+and carries its evidence: the differences, t statistics, seeds, budgets and data sources, and
+what the stored runs do not cover.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ from dataclasses import dataclass, field
 from . import results
 from .results import mean_std
 
-VERDICTS = ("reproduced at paper scale", "reduced scale only", "not reproduced", "quoted only")
+VERDICTS = ("reproduced at paper scale", "reproduced in part at paper scale", "reduced scale only", "not reproduced",
+            "quoted only")
 SOURCE_PREFERENCE = results.SOURCE_PREFERENCE  # original pixels first
 
 # two-sided 5% critical values of Student's t (standard tables), by degrees of freedom
@@ -164,7 +171,11 @@ class Claim:
     ResNet against plain at each depth).  ``chain``: labels in the order in which the claim says
     the metric falls (e.g. plain-56, -44, -32, -20 for the degradation); it is tested end to end,
     between the first and the last label stored at a budget, and each neighbouring pair is shown
-    too.  ``experiments`` names the experiments whose stored runs the claim reads."""
+    too.  ``experiments`` names the experiments whose stored runs the claim reads.  ``control``: a
+    chain of labels that the claim says does *not* behave like ``chain`` (e.g. the ResNets, for the
+    degradation of plain nets); at a budget where the control goes the claim's way beyond seed noise
+    too, that budget cannot separate the claim from what it shares with the control, and its
+    outcome does not count."""
 
     key: str
     text: str
@@ -174,10 +185,13 @@ class Claim:
     metric: str = "test_error"
     experiments: tuple[str, ...] = ()
     note: str = ""
+    control: tuple[str, ...] = ()
 
     def __post_init__(self):
         if bool(self.pairs) == bool(self.chain):
             raise ValueError(f"claim {self.key!r} needs either pairs or a chain of labels (not both, not neither)")
+        if len(self.control) == 1:
+            raise ValueError(f"claim {self.key!r}: a control is a chain of at least two labels")
 
 
 @dataclass(frozen=True)
@@ -205,10 +219,14 @@ class QuotedClaim:
 
 @dataclass
 class Verdict:
+    """A claim's verdict; ``basis`` names what it rests on (labels, budget, data source, seeds), or
+    is empty when no stored run tests the claim."""
+
     claim: Claim | ValueClaim | QuotedClaim
     verdict: str
     evidence: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
+    basis: str = ""
 
 
 def _source_for(by_source: dict[str, dict[str, list[dict]]], labels: Iterable[str],
@@ -237,8 +255,22 @@ def _compare(groups, a, b, metric, budget, source) -> Comparison:
     return Comparison(a, b, metric, budget, source, welch(_values(groups[a], metric), _values(groups[b], metric)))
 
 
-def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], str, str] | None:
-    """The comparisons of ``claim`` at one budget, their joint outcome and one line of evidence."""
+def _basis(comparisons: list[Comparison], budget: str, chain: tuple[str, ...] = ()) -> str:
+    """What a budget's comparisons rest on, in a few words: labels, budget, data source, seeds."""
+    seeds = {}
+    for c in comparisons:
+        seeds.setdefault(c.a, c.test.n_a)
+        seeds.setdefault(c.b, c.test.n_b)
+    labels = (" → ".join(x for x in chain if x in seeds) if chain
+              else ", ".join(f"{c.a} vs {c.b}" for c in comparisons))
+    counts = sorted(set(seeds.values()))
+    sources = ", ".join(sorted({c.source for c in comparisons}))
+    return f"{labels} ({budget} budget, {sources}, {' or '.join(map(str, counts))} seeds each)"
+
+
+def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], str, str, bool] | None:
+    """The comparisons of ``claim`` at one budget, their joint outcome, one line of evidence and
+    whether they cover the claim's whole range."""
     if claim.chain:
         source, covered = _source_for(by_source, claim.chain, claim.metric)
         if len(covered) < 2:
@@ -266,13 +298,28 @@ def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], 
         missing = [f"{a}/{b}" for a, b in claim.pairs if not any((c.a, c.b) == (a, b) for c in done)]
     text = (f"{budget} budget ({', '.join(sources)}): " + "; ".join(c.text() for c in done)
             + (f"; no runs at this budget for {', '.join(missing)}" if missing else ""))
-    return done, outcome, text
+    return done, outcome, text, not missing
+
+
+def _confounded(claim: Claim, budget: str, by_source) -> str | None:
+    """Evidence that ``claim``'s control goes the claim's way at this budget too (else ``None``)."""
+    if not claim.control:
+        return None
+    found = _at_budget(Claim(claim.key, claim.text, claim.where, chain=claim.control, metric=claim.metric),
+                       budget, by_source)
+    if not found or found[1] != "as claimed":
+        return None
+    ends = found[0][0]
+    return (f"{budget} budget: not counted, because at this budget the control goes the same way "
+            f"({ends.text()}), so it cannot separate the claim from what the two share")
 
 
 def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
     comparisons: list[Comparison] = []
     evidence: list[str] = []
-    decided: dict[str, str] = {}  # budget -> "as claimed" / "opposite" / "within noise"
+    decided: dict[str, str] = {}  # budget -> "as claimed" / "opposite" / "within noise" / "confounded"
+    bases: dict[str, str] = {}
+    whole_range = False
     budgets = _by_budget(records)
     for budget in sorted(budgets, key=lambda b: (b != "paper", b)):
         found = _at_budget(claim, budget, budgets[budget])
@@ -280,15 +327,23 @@ def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
             comparisons += found[0]
             decided[budget] = found[1]
             evidence.append(found[2])
+            bases[budget] = _basis(found[0], budget, claim.chain)
+            whole_range |= budget == "paper" and found[3]
+            confound = _confounded(claim, budget, budgets[budget]) if found[1] == "as claimed" else None
+            if confound:
+                decided[budget] = "confounded"
+                evidence.append(confound)
+    reduced = [b for b, v in decided.items() if b != "paper" and v == "as claimed"]
     if not comparisons:
-        verdict = "quoted only"
+        verdict, basis = "quoted only", ""
     elif decided.get("paper") == "as claimed":
-        verdict = "reproduced at paper scale"
-    elif decided.get("paper") != "opposite" and any(v == "as claimed" for b, v in decided.items() if b != "paper"):
-        verdict = "reduced scale only"
+        verdict = "reproduced at paper scale" if whole_range else "reproduced in part at paper scale"
+        basis = bases["paper"]
+    elif decided.get("paper") != "opposite" and reduced:
+        verdict, basis = "reduced scale only", bases[reduced[0]]
     else:
-        verdict = "not reproduced"
-    return Verdict(claim, verdict, evidence, comparisons)
+        verdict, basis = "not reproduced", "; ".join(bases.values())
+    return Verdict(claim, verdict, evidence, comparisons, basis)
 
 
 def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
@@ -298,6 +353,7 @@ def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
         return Verdict(claim, "quoted only", [f"no {claim.label} runs at the paper budget (reduced-scale errors "
                                                f"are not comparable with the paper's numbers)"])
     values = _values(paper[source][claim.label], claim.metric)
+    basis = f"{claim.label} (paper budget, {source}, {len(values)} seeds)"
     mean, std = mean_std(values)
     tolerance = 2 * math.hypot(std, claim.std)
     close = abs(mean - claim.value) <= tolerance
@@ -305,7 +361,7 @@ def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
     evidence = [f"paper budget ({source}, {len(values)} seeds): {mean:.2f} ± {std:.2f} against the paper's "
                 f"{paper_text}, a difference of {mean - claim.value:+.2f} points "
                 f"({'within' if close else 'outside'} twice the combined std, {tolerance:.2f})"]
-    return Verdict(claim, "reproduced at paper scale" if close else "not reproduced", evidence)
+    return Verdict(claim, "reproduced at paper scale" if close else "not reproduced", evidence, basis=basis)
 
 
 def evaluate(claims, records: Iterable[dict]) -> list[Verdict]:
@@ -330,7 +386,8 @@ _TABLE6 = ("reversal", "table6")
 # The CIFAR-10 claims of He et al. (2016), Sec. 4.2, and one of the follow-up (He et al. 2016b).
 CLAIMS = (
     Claim("degradation", "Deeper plain networks have higher training error", "Sec. 4.2, Fig. 6 left",
-          chain=_depths("plain")[::-1], metric="train_error", experiments=("degradation", "table6")),
+          chain=_depths("plain")[::-1], metric="train_error", experiments=("degradation", "reversal", "table6"),
+          control=_depths("resnet", (20, 32, 44, 56))[::-1]),
     Claim("residual-trains-better", "At equal depth the ResNet has lower training error than the plain net",
           "Sec. 4.2, Fig. 6 left vs middle", pairs=tuple((f"plain{d}", f"resnet{d}") for d in (20, 32, 44, 56, 110)),
           metric="train_error", experiments=("degradation", "reversal", "table6")),
@@ -361,14 +418,30 @@ CLAIMS = (
 )
 
 
+#: CIFAR-10's full training and test sets; smaller sizes are subsets drawn by index.
+FULL_SETS = {"train_size": 50_000, "test_size": 10_000}
+
+
 def source_effects(records: Iterable[dict], *, budget: str, reference: str = "cifar10-jpeg",
                    metrics: tuple[str, ...] = ("test_error", "train_error")) -> list[Comparison]:
     """The same configurations trained on ``reference`` and on another data source at one budget:
     for every label with at least two seeds on both, the difference other − reference (Welch's t).
     Runs of all experiments are grouped together by :func:`strata`, so a run that several
     experiments store (the ResNet-56 that ``preactivation`` and ``zero-init`` reuse from
-    ``reversal``) counts once; nothing is pooled across sources or budgets."""
+    ``reversal``) counts once; nothing is pooled across sources or budgets.
+
+    Only runs on the full training and test sets can be compared across copies: the copies store
+    the images in different orders, so a subset drawn by index (the ``cpu`` budget's 5,000
+    training and 1,000 test images) holds different images on each copy (about as many shared as
+    chance gives).  Runs on subsets raise :class:`ValueError`."""
     groups = strata(records)
+    subsets = sorted({r["data"].get(k) for (b, _), labels in groups.items() if b == budget
+                      for rs in labels.values() for r in rs for k, n in FULL_SETS.items()
+                      if r["data"].get(k, n) < n})
+    if subsets:
+        raise ValueError(f"runs at the {budget!r} budget train or test on subsets ({', '.join(map(str, subsets))} "
+                         f"images) drawn by index, which hold different images on each data copy; compare "
+                         f"copies only with runs on the full sets (50,000 / 10,000 images)")
     base = groups.get((budget, reference), {})
     out = []
     for (b, source), other in sorted(groups.items()):
@@ -395,7 +468,8 @@ class Report:
     def _lines(self, bold: str, italic: str) -> list[str]:
         lines = []
         for v in self.verdicts:
-            lines.append(f"- {bold}{v.claim.text}{bold} ({v.claim.where}): {italic}{v.verdict}{italic}")
+            on = f", on {v.basis}" if v.basis else ""
+            lines.append(f"- {bold}{v.claim.text}{bold} ({v.claim.where}): {italic}{v.verdict}{italic}{on}")
             lines += [f"  - {e}" for e in v.evidence]
             if getattr(v.claim, "note", "") and v.claim.note not in v.evidence:
                 lines.append(f"  - note: {v.claim.note}")
