@@ -332,3 +332,46 @@ def test_family_gap_table_and_facts():
     facts = scorecard.family_gap_facts(plain, resnet)
     assert facts == {"gap-min": "5", "gap-max": "9", "gap-argmax": "56", "gap-argmin": "20",
                      "every-resnet-below": "yes", "plain-change": "+20.0", "resnet-change": "+16.0"}
+def test_test_set_noise_table_gives_the_binomial_standard_error_per_budget():
+    table = scorecard.test_set_noise({"cpu": (1000, 0.5), "paper": (10_000, 0.12)})
+    assert table.column("standard error") == ["±1.6 points", "±0.3 points"]
+
+
+def test_table6_beside_ours_one_column_per_budget_each_on_one_data_copy():
+    from resnet_book.results import Runs
+
+    res = Runs("reversal", _runs("resnet20", "paper", "cifar10-jpeg", [12.0, 12.5, 12.4])
+               + _runs("resnet20", "cpu", "cifar10-original", [50.0, 52.0, 51.0])
+               + _runs("resnet20", "cpu", "cifar10-jpeg", [40.0, 42.0])
+               + _runs("resnet56", "cpu", "cifar10-original", [60.0, 62.0]))
+    plain = Runs("degradation", _runs("plain20", "cpu", "cifar10-original", [57.0, 58.0, 59.0]))
+    table = scorecard.table6_beside_ours(res, plain, paper_table={20: 8.75, 56: 6.97, 110: 6.43})
+    assert table.columns == ["network", "paper, Table 6", "ours, paper budget, cifar10-jpeg",
+                             "ours, cpu budget, cifar10-original"]
+    assert table.rows == [["ResNet-20", "8.75", "12.30 ± 0.26", "51.0 ± 1.0"],
+                          ["ResNet-56", "6.97", "–", "61.0 ± 1.4 (n=2)"],
+                          ["ResNet-110", "6.43 best of 5; 6.61 ± 0.16 mean", "–", "–"],
+                          ["plain-20", "– (Fig. 6)", "–", "58.0 ± 1.0"]]
+    assert "paper: 3 seeds; cpu: 3 seeds" in table.note
+
+
+def test_stored_runs_and_pairs_tables_read_one_budget_on_one_copy():
+    root = REPO / "data" / "results"
+    table = scorecard.stored_runs_table(["degradation"], budget="cpu", source="cifar10-original", root=root)
+    assert table.rows[-1] == ["degradation", "plain56", "79.7 ± 1.1", "78.7 ± 0.4", "3"]
+    assert "cpu budget on cifar10-original" in table.caption
+    pairs = scorecard.pairs_table([("preactivation", "resnet56", "preactivation", "preresnet56"),
+                                   ("preactivation", "resnet56", "nothing-stored", "x")],
+                                  budget="cpu", source="cifar10-original", root=root)
+    assert pairs.rows == [["preresnet56 − resnet56", "train", "-11.0", "-5.4", "3+3", "beyond"],
+                          ["preresnet56 − resnet56", "test", "-8.7", "-3.5", "3+3", "beyond"]]
+
+
+def test_final_errors_by_copy_give_each_budget_and_copy_its_own_row_and_yours_apart():
+    root = REPO / "data" / "results"
+    mine = _runs("plain56", "cpu", "cifar10", [70.0, 71.5])
+    table = scorecard.final_errors_by_copy({"plain56": "degradation"}, yours=mine, root=root)
+    assert [row[:4] for row in table.rows] == [["plain56", "stored", "cpu", "cifar10-jpeg"],
+                                              ["plain56", "stored", "cpu", "cifar10-original"],
+                                              ["plain56", "yours", "cpu", "cifar10"]]
+    assert table.rows[-1][-1] == "70.0, 71.5"

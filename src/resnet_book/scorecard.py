@@ -29,8 +29,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from . import results
+from . import results, tables
 from .results import mean_std
+from .tables import Table
 
 VERDICTS = ("reproduced at paper scale", "reproduced in part at paper scale", "reduced scale only", "not reproduced",
             "quoted only")
@@ -676,3 +677,106 @@ def family_gap_facts(plain: "results.Runs", resnet: "results.Runs", depths=(20, 
             "gap-argmax": str(max(by, key=by.get)), "gap-argmin": str(min(by, key=by.get)),
             "every-resnet-below": "yes" if all(max(vb) < min(va) for va, vb, _ in gaps.values()) else "no",
             "plain-change": f"{change['plain']:+.1f}", "resnet-change": f"{change['resnet']:+.1f}"}
+# --- the chapter's tables ------------------------------------------------------------------------
+
+def test_set_noise(levels: dict[str, tuple[int, float]]) -> Table:
+    """Per budget name, ``(test images, error rate)``: the binomial standard error of that error
+    rate as an estimate of the error on the full test set."""
+    rows = [[budget, n, f"{100 * error:.0f}%", f"±{100 * binomial_se(error, n):.1f} points"]
+            for budget, (n, error) in levels.items()]
+    return Table(["budget", "test images", "at an error of", "standard error"], rows, align="lrrr",
+                 caption="Sampling noise of a test error measured on a fixed set of images (binomial)")
+
+
+def _depth_key(label: str) -> tuple[str, int, str]:
+    """'plain20' before 'plain110': family, then depth."""
+    digits = "".join(ch if ch.isdigit() else " " for ch in label).split()
+    return label.rstrip("0123456789-"), int(digits[0]) if digits else 0, label
+
+
+def _cell(summary: dict | None, digits: int, seeds: int | None) -> str | None:
+    text = tables.mean_std(summary, digits=digits)
+    return text if summary is None or summary["n"] == seeds else f"{text} (n={summary['n']})"
+
+
+def table6_beside_ours(*runs: "results.Runs", paper_table: dict[int, float],
+                       budgets: tuple[str, ...] = ("paper", "cpu")) -> Table:
+    """The paper's Table 6 (``paper_table``: depth -> test error, %) beside our test errors at each
+    budget, mean ± std over seeds.  Each budget is one column on one data copy, the first of
+    :data:`SOURCE_PREFERENCE` that every label stored at that budget has (:func:`shared_source`);
+    ``runs``: the experiments' runs loaded with ``budget="all"`` (e.g. ``reversal`` and
+    ``degradation``).  Plain nets have no Table 6 entry (the paper shows them in Fig. 6)."""
+    records = [r for rs in runs for r in rs]
+    columns, sources = {}, {}
+    for b in budgets:
+        sources[b] = shared_source(*runs, budget=b)
+        at = results.Runs("table6", [r for r in records if r["budget"]["name"] == b and r["data"]["source"] == sources[b]])
+        columns[b] = at.summary("test_error") if len(at) else {}
+    seeds = {b: statistics.mode([s["n"] for s in col.values()]) if col else None for b, col in columns.items()}
+    rows = []
+    for family in ("resnet", "plain"):
+        for depth, paper in paper_table.items():
+            label = f"{family}{depth}"
+            ours = [_cell(columns[b].get(label), 2 if b == "paper" else 1, seeds[b]) for b in budgets]
+            if family == "plain" and not any(ours):
+                continue
+            paper_text = ("– (Fig. 6)" if family == "plain" else
+                          f"{paper:.2f} best of 5; 6.61 ± 0.16 mean" if depth == 110 else f"{paper:.2f}")
+            rows.append([f"{'ResNet' if family == 'resnet' else 'plain'}-{depth}", paper_text, *ours])
+    headers = [f"ours, {b} budget, {sources[b] or 'no runs'}" for b in budgets]
+    n_text = "; ".join(f"{b}: {n} seeds" for b, n in seeds.items() if n)
+    return Table(["network", "paper, Table 6", *headers], rows, align="ll" + "r" * len(budgets),
+                 caption="CIFAR-10 test error (%): the paper's Table 6 and our runs, mean ± std over seeds",
+                 note=f"Seeds per cell ({n_text}) unless marked n=. The paper trains and tests on the original "
+                      f"CIFAR-10, all 50,000 training images and all 10,000 test images; our cpu budget tests on "
+                      f"1,000. –: no stored runs.")
+
+
+def stored_runs_table(names: Iterable[str], *, budget: str, source: str, root=None) -> Table:
+    """Every given experiment's stored runs at one budget on one data copy: mean ± std of the
+    final training and test error over seeds, per label."""
+    rows = []
+    for name in names:
+        runs = results.load(name, budget="all", root=root).where(budget=budget, source=source)
+        train, test = runs.summary("train_error"), runs.summary("test_error")
+        rows += [[name, label, tables.mean_std(train[label]), tables.mean_std(test[label]), train[label]["n"]]
+                 for label in sorted(train, key=_depth_key)]
+    return Table(["experiment", "run", "final train error (%)", "final test error (%)", "seeds"], rows,
+                 align="llrrr", caption=f"Every stored run at the {budget} budget on {source}, mean ± std over seeds",
+                 empty=f"No stored runs at the {budget} budget on {source}.")
+
+
+def pairs_table(pairs: Iterable[tuple[str, str, str, str]], *, budget: str, source: str,
+                metrics: tuple[str, ...] = ("train_error", "test_error"), root=None) -> Table:
+    """Welch's t for pairs ``(experiment a, label a, experiment b, label b)`` at one budget on one
+    data copy: b − a in points of each final error; pairs with fewer than two seeds on either
+    side are left out."""
+    rows = []
+    for ea, a, eb, b in pairs:
+        ra, rb = (results.load(e, budget="all", root=root).where(budget=budget, source=source, label=x).records
+                  for e, x in ((ea, a), (eb, b)))
+        for metric in metrics:
+            va, vb = _values(ra, metric), _values(rb, metric)
+            if len(va) >= 2 and len(vb) >= 2:
+                w = welch(va, vb)
+                rows.append([f"{b} − {a}", metric.replace("_error", ""), f"{w.difference:+.1f}", f"{w.t:+.1f}",
+                             f"{w.n_a}+{w.n_b}", "beyond" if w.significant else "within"])
+    return Table(["b − a", "final error", "points", "Welch t", "seeds", "seed noise"], rows, align="llrrrl",
+                 caption=f"Pairs of configurations at the {budget} budget on {source}: b − a in points of final error")
+
+
+def final_errors_by_copy(models: dict[str, str], *, yours: Iterable[dict] = (), metric: str = "train_error",
+                         root=None) -> Table:
+    """For each model (``label -> experiment`` that stores it): the final ``metric`` of every stored
+    run, one row per budget and data copy, then the runs in ``yours`` (e.g. your own results
+    folder) of that model, so that no row mixes budgets or copies."""
+    rows = []
+    yours = list(yours)
+    for label, experiment in models.items():
+        for whose, records in (("stored", results.load(experiment, budget="all", root=root).where(label=label)),
+                               ("yours", [r for r in yours if r.get("label") == label])):
+            for (budget, source), groups in sorted(strata(records).items(), key=lambda kv: kv[0][0] != "cpu"):
+                values = sorted(_values(groups[label], metric))
+                rows.append([label, whose, budget, source, ", ".join(f"{v:.1f}" for v in values)])
+    return Table(["model", "runs", "budget", "data copy", f"final {metric.replace('_', ' ')} (%), each run"], rows,
+                 align="lllll", caption=f"Final {metric.replace('_', ' ')} of every run, by budget and data copy")
