@@ -93,6 +93,9 @@ def test_a_budget_where_the_control_goes_the_claims_way_too_does_not_count():
     (v,) = evaluate([claim], plain + resnets_worse)
     assert v.verdict == "not reproduced"
     assert any(e.startswith("cpu budget: not counted") and "r20 − r44 = -15.00" in e for e in v.evidence)
+    facts = scorecard.Report([v]).facts()
+    assert (facts["d-cpu-control"], facts["d-cpu-min"], facts["d-cpu-max"]) == ("15.0", "20.0", "20.0")
+    assert scorecard.Report([v])["d"] is v
     with pytest.raises(ValueError, match="at least two labels"):
         Claim("x", "x", "x", chain=("a", "b"), control=("c",))
 
@@ -156,6 +159,7 @@ def test_value_claims_compare_paper_budget_means_with_the_papers_and_ignore_redu
     assert evaluate([claim], close)[0].verdict == "reproduced at paper scale"
     (v,) = evaluate([claim], far)
     assert v.verdict == "not reproduced" and "+3.55 points" in v.evidence[0]
+    assert scorecard.Report([v]).facts() == {"v-gap": "+3.5"} and v.basis == "a20 (paper budget, cifar10, 3 seeds)"
     assert evaluate([claim], cpu)[0].verdict == "quoted only"
 
 

@@ -228,6 +228,8 @@ class Verdict:
     evidence: list[str] = field(default_factory=list)
     comparisons: list[Comparison] = field(default_factory=list)
     basis: str = ""
+    controls: list[Comparison] = field(default_factory=list)
+    difference: float | None = None  # a ValueClaim's: our mean minus the paper's value, in points
 
 
 def _source_for(by_source: dict[str, dict[str, list[dict]]], labels: Iterable[str],
@@ -302,17 +304,16 @@ def _at_budget(claim: Claim, budget: str, by_source) -> tuple[list[Comparison], 
     return done, outcome, text, not missing
 
 
-def _confounded(claim: Claim, budget: str, by_source) -> str | None:
-    """Evidence that ``claim``'s control goes the claim's way at this budget too (else ``None``)."""
+def _confounded(claim: Claim, budget: str, by_source) -> Comparison | None:
+    """The end-to-end comparison of ``claim``'s control at this budget if it goes the claim's way
+    too (else ``None``)."""
     if not claim.control:
         return None
     found = _at_budget(Claim(claim.key, claim.text, claim.where, chain=claim.control, metric=claim.metric),
                        budget, by_source)
     if not found or found[1] != "as claimed":
         return None
-    ends = found[0][0]
-    return (f"{budget} budget: not counted, because at this budget the control goes the same way "
-            f"({ends.text()}), so it cannot separate the claim from what the two share")
+    return found[0][0]
 
 
 def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
@@ -320,6 +321,7 @@ def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
     evidence: list[str] = []
     decided: dict[str, str] = {}  # budget -> "as claimed" / "opposite" / "within noise" / "confounded"
     bases: dict[str, str] = {}
+    controls: list[Comparison] = []
     whole_range = False
     budgets = _by_budget(records)
     for budget in sorted(budgets, key=lambda b: (b != "paper", b)):
@@ -333,7 +335,9 @@ def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
             confound = _confounded(claim, budget, budgets[budget]) if found[1] == "as claimed" else None
             if confound:
                 decided[budget] = "confounded"
-                evidence.append(confound)
+                controls.append(confound)
+                evidence.append(f"{budget} budget: not counted, because at this budget the control goes the same "
+                                f"way ({confound.text()}), so it cannot separate the claim from what the two share")
     reduced = [b for b, v in decided.items() if b != "paper" and v == "as claimed"]
     if not comparisons:
         verdict, basis = "quoted only", ""
@@ -344,7 +348,7 @@ def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
         verdict, basis = "reduced scale only", bases[reduced[0]]
     else:
         verdict, basis = "not reproduced", "; ".join(bases.values())
-    return Verdict(claim, verdict, evidence, comparisons, basis)
+    return Verdict(claim, verdict, evidence, comparisons, basis, controls)
 
 
 def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
@@ -362,7 +366,8 @@ def _evaluate_value(claim: ValueClaim, records: list[dict]) -> Verdict:
     evidence = [f"paper budget ({source}, {len(values)} seeds): {mean:.2f} ± {std:.2f} against the paper's "
                 f"{paper_text}, a difference of {mean - claim.value:+.2f} points "
                 f"({'within' if close else 'outside'} twice the combined std, {tolerance:.2f})"]
-    return Verdict(claim, "reproduced at paper scale" if close else "not reproduced", evidence, basis=basis)
+    return Verdict(claim, "reproduced at paper scale" if close else "not reproduced", evidence, basis=basis,
+                   difference=mean - claim.value)
 
 
 def evaluate(claims, records: Iterable[dict]) -> list[Verdict]:
@@ -462,6 +467,30 @@ class Report:
 
     def __init__(self, verdicts: list[Verdict]):
         self.verdicts = verdicts
+
+    def __getitem__(self, key: str) -> Verdict:
+        for v in self.verdicts:
+            if v.claim.key == key:
+                return v
+        raise KeyError(f"no claim {key!r}; the claims are {', '.join(v.claim.key for v in self.verdicts)}")
+
+    def facts(self) -> dict[str, str]:
+        """Numbers the prose quotes, by name: per claim and budget the smallest and largest
+        difference of its comparisons (``<claim>-<budget>-min`` / ``-max``, points, sign dropped),
+        a control that went the claim's way (``<claim>-<budget>-control`` and ``-control-t``), and
+        our paper-budget mean minus the paper's number (``<claim>-gap``, points, signed)."""
+        out = {}
+        for v in self.verdicts:
+            if v.difference is not None:
+                out[f"{v.claim.key}-gap"] = f"{v.difference:+.1f}"
+            for budget in sorted({c.budget for c in v.comparisons}):
+                sizes = [abs(c.test.difference) for c in v.comparisons if c.budget == budget]
+                out[f"{v.claim.key}-{budget}-min"], out[f"{v.claim.key}-{budget}-max"] = (
+                    f"{min(sizes):.1f}", f"{max(sizes):.1f}")
+            for c in v.controls:
+                out[f"{v.claim.key}-{c.budget}-control"] = f"{abs(c.test.difference):.1f}"
+                out[f"{v.claim.key}-{c.budget}-control-t"] = f"{abs(c.test.t):.1f}"
+        return out
 
     def counts(self) -> dict[str, int]:
         return {v: sum(x.verdict == v for x in self.verdicts) for v in VERDICTS}
