@@ -43,6 +43,9 @@ def test_paper_recipe_hours_measured_where_stored_and_scaled_by_multiply_adds_el
     assert "GPU X" in table.note and "CPU Y" in table.note
     measured = costs.paper_runs_measured(paper)
     assert measured["resnet20"]["throughput_range"] == (4000, 9000) and measured["resnet20"]["n"] == 3
+    assert costs.throughput_range(paper) == "1 to 9,000"
+    with pytest.raises(ValueError, match="no paper-budget runs"):
+        costs.throughput_range(cpu)
 
 
 def test_h100_step_times_measured_interpolated_and_extrapolated_in_depth():

@@ -147,3 +147,12 @@ def table6_gpu_estimate(runs: Iterable[tuple[str, int]], iterations: int) -> Tab
                  caption=f"Table 6 at the paper budget ({iterations:,} iterations per run) on one H100, estimated",
                  note=f"step times measured on {H100_BENCHMARK} for ResNet-20/56/110 and plain-56, one process "
                       f"alone on the GPU; other depths interpolated in depth; evaluation and the analyses not counted")
+
+
+def throughput_range(runs: Iterable[dict]) -> str:
+    """'6,423 to 9,646': the slowest and fastest throughput (training images per second over the
+    whole wall time) among the given paper-budget runs."""
+    speeds = [s for m in paper_runs_measured(runs).values() for s in m["throughput_range"]]
+    if not speeds:
+        raise ValueError("no paper-budget runs given; their throughput is what this reports")
+    return f"{min(speeds):,.0f} to {max(speeds):,.0f}"
