@@ -15,8 +15,8 @@ mode unless said otherwise, images normalised as the nets were trained (ImageNet
   re-implementation's published error, the paper's Table 6 error and the parameter count;
 * ``responses``: paper Fig. 7: the std of each 3x3 layer's output after BN (before the ReLU or the
   addition), by layer in forward order, the std taken over all entries (images x channels x
-  positions) of all images (:func:`analysis.layer_responses_over`); also the std of each block's
-  residual ``F(x)`` (``branch``);
+  positions) of all images (:func:`analysis.layer_responses_over`); under ``branch`` the same
+  numbers for each block's residual ``F(x)`` (its last BN's output);
 * ``lesions``: Veit et al. (2016) (:func:`analysis.lesion_study`): the test error with nothing
   dropped, with each block dropped alone, and with ``draws`` random sets of ``k`` blocks dropped
   together for each ``k`` of ``ks`` (seeded);
@@ -25,8 +25,8 @@ mode unless said otherwise, images normalised as the nets were trained (ImageNet
 * ``gradients``: per block, the norm of d(loss)/d(block output), the loss being the mean
   cross-entropy of a batch of 256 test images (the definition of the runs' ``profile`` analysis
   that chapter 3 plots, :func:`analysis.activation_stats`), averaged over the test set's full
-  batches of 256, with BN in train mode (batch statistics, as the runs' profiles) and in eval mode
-  (running statistics) (:func:`analysis.gradient_profile`);
+  batches of 256 (9,984 images), with BN in train mode (each batch's statistics, as the runs'
+  profiles; the BN running statistics are restored afterwards) (:func:`analysis.gradient_profile`);
 * ``padded_channels``: in each downsampling block, what the channels that option A's shortcut
   fills with zeros carry after training, against the copied channels
   (:func:`analysis.padded_channel_stats`).
@@ -57,7 +57,7 @@ FORMAT = 1
 EVAL_BATCH = 500
 GRADIENT_BATCH = 256  # as the runs' profile analysis (256 images per backward pass)
 LESION_KS = (2, 4, 6, 8, 10, 12)
-LESION_DRAWS = 5
+LESION_DRAWS = 3
 COMMAND = "python -m resnet_book measure-published"
 
 
@@ -104,9 +104,11 @@ def _accuracy(net, images, labels, device, *, also_on=None, **_) -> dict:
 
 
 def _responses(net, images, labels, device, **_) -> dict:
-    b = _batches(images, labels, net.normalize, EVAL_BATCH, device)
-    return {"bn": analysis.layer_responses_over(net.model, b, which="bn"),
-            "branch": analysis.layer_responses_over(net.model, b, which="branch")}
+    bn = analysis.layer_responses_over(net.model, _batches(images, labels, net.normalize, EVAL_BATCH, device))
+    # F(x) is the output of the block's last BN: its std is already measured (one pass, not two)
+    last = {name: next(f"{name}.{n}" for n, m in block.named_children() if m is block.last_bn)
+            for name, block in analysis.blocks(net.model)}
+    return {"bn": bn, "branch": {name: bn[key] for name, key in last.items()}}
 
 
 def _lesions(net, images, labels, device, *, ks=LESION_KS, draws=LESION_DRAWS, seed=0, **_) -> dict:
@@ -122,8 +124,8 @@ def _relu_masked(net, images, labels, device, **_) -> dict:
 
 def _gradients(net, images, labels, device, **_) -> dict:
     b = _batches(images, labels, net.normalize, GRADIENT_BATCH, device, full_only=True)
-    return {"batch_size": len(b[0][1]), "images_used": sum(len(y) for _, y in b),
-            **{mode: analysis.gradient_profile(net.model, b, mode=mode) for mode in ("train", "eval")}}
+    return {"batch_size": len(b[0][1]), "images_used": sum(len(y) for _, y in b), "bn_mode": "train",
+            **analysis.gradient_profile(net.model, b, mode="train")}
 
 
 def _padded_channels(net, images, labels, device, **_) -> dict:
