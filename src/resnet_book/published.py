@@ -34,6 +34,23 @@ mode unless said otherwise, images normalised as the nets were trained (ImageNet
 Every record names whose weights these are (:data:`resnet_book.weights.CREDIT`), their files' sha256,
 the data source and number of images, and the usual provenance (device, torch, git commit and
 whether the tree was dirty, wall time).
+
+Record layout (``record["nets"][name]`` for each net, all errors as fractions, blocks and layers
+named as in the model, e.g. ``"layer2.0"`` and ``"layer2.0.bn1"``, in forward order):
+
+* ``accuracy``: ``test_error``, ``wrong`` and ``images``, each ``{data source: value}``;
+  ``published_error_pct``, ``paper_error_pct``, ``parameters``;
+* ``responses``: ``bn`` ``{layer: std}``, ``branch`` ``{block: std}``;
+* ``lesions``: ``baseline``, ``single`` ``{block: error}``, ``random_sets`` ``{str(k): [error per draw]}``,
+  ``ks``, ``draws``, ``seed``, ``blocks``;
+* ``relu_masked``: ``negative_share`` ``{block: share}``;
+* ``gradients``: ``grad_norm``, ``grad_norm_sd``, ``act_std`` ``{block: value}``, ``batches``,
+  ``batch_size``, ``images_used``, ``bn_mode``;
+* ``padded_channels``: ``{block: {"channels": {"padded": [...], "copied": [...]}, "padded": {...},
+  "copied": {...}}}``, each group with ``F_mean``, ``F_std``, ``sum_mean``, ``sum_std``,
+  ``out_mean``, ``out_std``, ``out_zero_share``, ``gamma`` and ``beta`` (per channel);
+
+and ``wall_time_s`` (seconds for that net).
 """
 from __future__ import annotations
 
