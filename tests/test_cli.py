@@ -117,3 +117,101 @@ def test_a_store_that_fails_after_training_keeps_the_run(capsys, tiny_folder, tm
     (stored,) = results.load("train", root=tmp_path / "res").records
     assert stored["final"] == kept["final"] and stored["curves"] == kept["curves"]
     assert not (tmp_path / "run.pt").exists()
+
+
+# --- issue 24's table: each bad input refused up front, validated before anything else ---------
+
+@pytest.mark.parametrize("batch", ["100000", "60000", "50001"])
+def test_bench_refuses_a_batch_larger_than_the_training_set(capsys, no_training, batch):
+    line = one_error_line(capsys, ["bench", "--batch-size", batch])
+    assert f"--batch-size {int(batch):,} is larger than CIFAR-10's training set (50,000 images)" in line
+    assert "allowed: 1 to 50,000" in line
+
+
+@pytest.mark.parametrize("command", [["bench"], ["train", "--model", "resnet20", "--budget", "paper"]])
+def test_a_batch_that_cannot_fit_in_memory_is_refused(capsys, no_training, monkeypatch, tmp_path, command):
+    monkeypatch.setattr(cli, "_available_memory", lambda dev: 2**30)  # 1 GiB free
+    line = one_error_line(capsys, [*command, "--batch-size", "4096", "--device", "cpu", "--results", str(tmp_path)]
+                          if command[0] == "train" else [*command, "--batch-size", "4096", "--device", "cpu"])
+    assert "--batch-size 4,096 does not fit: resnet20's activations need about" in line
+    assert "cpu has 1.0 GiB free; allowed here: up to about 4" in line  # 2.2 MiB an image: about 460
+
+
+@pytest.mark.parametrize("batch, budget, images", [("100000", "smoke", 320), ("321", "smoke", 320), ("5001", "cpu", 5000)])
+def test_train_refuses_a_batch_larger_than_the_budgets_training_set(capsys, no_training, tmp_path, batch, budget, images):
+    line = one_error_line(capsys, ["train", "--model", "resnet8", "--budget", budget, "--batch-size", batch,
+                                   "--results", str(tmp_path)])
+    assert (f"--batch-size {int(batch):,} is larger than the {budget!r} budget's training set ({images:,} images); "
+            f"allowed: 1 to {images:,}") in line
+
+
+def test_train_refuses_an_unwritable_checkpoint_before_training(capsys, no_training, tmp_path):
+    base = ["train", "--model", "resnet8", "--budget", "smoke", "--results", str(tmp_path / "res")]
+    line = one_error_line(capsys, [*base, "--checkpoint", "/proc/x.pt"])
+    assert line.startswith("error: --checkpoint /proc/x.pt: checkpoint folder /proc is not writable")
+    line = one_error_line(capsys, [*base, "--checkpoint", str(tmp_path)])
+    assert f"--checkpoint {tmp_path} is a folder; pass a file name" in line
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert "is a file" in one_error_line(capsys, [*base, "--checkpoint", str(a_file / "run.pt")])
+
+
+@pytest.mark.parametrize("command", [["bench"], ["train", "--model", "resnet8", "--budget", "smoke"]])
+def test_fp16_on_a_cpu_is_refused_with_the_reason(capsys, no_training, tmp_path, command):
+    line = one_error_line(capsys, [*command, "--precision", "fp16", "--device", "cpu"]
+                          + (["--results", str(tmp_path)] if command[0] == "train" else []))
+    assert line.startswith("error: --precision fp16 on a CPU: CPUs have no fast fp16 arithmetic, and ResNet-20 trained")
+    assert "use fp32" in line
+
+
+@pytest.mark.parametrize("seed", ["-1", "-7"])
+def test_train_refuses_a_negative_seed(capsys, no_training, tmp_path, seed):
+    line = one_error_line(capsys, ["train", "--model", "resnet8", "--seed", seed, "--results", str(tmp_path)])
+    assert line == f"error: --seed must be a non-negative integer (it seeds torch.manual_seed); got {seed}"
+
+
+@pytest.mark.parametrize("budget, val, limit", [("smoke", "49990", 200), ("smoke", "201", 200), ("cpu", "5000", 1000),
+                                                 ("paper", "10001", 10000), ("smoke", "-1", 200)])
+def test_train_bounds_the_validation_split_by_the_budgets_test_set(capsys, no_training, tmp_path, budget, val, limit):
+    line = one_error_line(capsys, ["train", "--model", "resnet8", "--budget", budget, "--val-size", val,
+                                   "--results", str(tmp_path)])
+    assert f"--val-size must be 0 to {limit:,} with the {budget!r} budget, which tests on {limit:,} images" in line
+    assert "--budget paper --val-size 5000" in line
+
+
+def test_arguments_are_checked_before_a_stored_run_is_reported(capsys, no_training, tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "has_run", lambda *a, **k: True)  # every run is "already stored"
+    base = ["train", "--model", "resnet8", "--budget", "smoke", "--results", str(tmp_path)]
+    assert "already stored" in one_error_line(capsys, base)
+    for bad, said in ((["--seed", "-1"], "--seed"), (["--batch-size", "100000"], "--batch-size"),
+                      (["--checkpoint", "/proc/x.pt"], "--checkpoint"), (["--val-size", "49990"], "--val-size"),
+                      (["--precision", "fp16", "--device", "cpu"], "--precision fp16")):
+        line = one_error_line(capsys, [*base, *bad])
+        assert said in line and "already stored" not in line, line
+
+
+def test_ctrl_c_says_whether_a_checkpoint_was_written(capsys, tmp_path, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "train", interrupted)
+    ckpt = tmp_path / "run.pt"
+    argv = ["train", "--model", "resnet8", "--budget", "smoke", "--results", str(tmp_path / "res"),
+            "--checkpoint", str(ckpt)]
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == "interrupted; no checkpoint was written yet, so nothing is kept: run the same command to start again"
+    ckpt.write_bytes(b"a checkpoint of an earlier piece of the run")
+    assert cli.main(argv + ["--resume"]) == 130
+    assert capsys.readouterr().err.strip() == (f"interrupted; the last checkpoint {ckpt} is kept (continue with the "
+                                               "same command and --resume)")
+
+
+def test_device_strings_say_thread_for_one_thread(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert results.device_name("cpu").endswith(", 1 thread)")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert results.device_name("cpu").endswith(", 2 threads)")
+    # records stored before the fix say "1 threads"; captions show them right
+    assert results.device_label("CPU (AMD EPYC, 1 threads)") == "CPU (AMD EPYC, 1 thread)"
+    assert results.device_label("CPU (AMD EPYC, 11 threads)") == "CPU (AMD EPYC, 11 threads)"

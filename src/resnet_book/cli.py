@@ -24,6 +24,10 @@ from . import results
 from .data import DATA_ENV, DataNotFoundError, cache_dir, data_source, load_cifar10
 from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, check_time_limit, train
 
+# --precision fp16 on the CPU, measured with run_bench (ResNet-20, batch 128, one thread, fp32 and fp16 alternating in
+# one process) on the 2-core AMD EPYC that builds the book, 2026-12-06: 97 against 4.3 images/s
+FP16_CPU_SLOWDOWN = "about 20 times"
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m resnet_book", description="Train and measure the ResNet book's models.")
@@ -101,17 +105,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def train_config(a) -> TrainConfig:
+    return TrainConfig(model=a.model, budget=a.budget, seed=a.seed, shortcut=a.shortcut,
+                       zero_init_residual=a.zero_init_residual, norm=a.norm, normalization=a.normalization,
+                       val_size=a.val_size, lr=a.lr, warmup=a.warmup, iterations=a.iterations,
+                       batch_size=a.batch_size, precision=a.precision, compile=a.compile)
+
+
+def checkpoint_path(a, config: TrainConfig) -> Path:
+    if a.checkpoint:
+        return Path(a.checkpoint).expanduser()
+    return cache_dir() / "checkpoints" / a.experiment / data_source(a.data) / f"{config.run_id()}.pt"
+
+
 def _cmd_train(a) -> int:
-    config = TrainConfig(model=a.model, budget=a.budget, seed=a.seed, shortcut=a.shortcut,
-                         zero_init_residual=a.zero_init_residual, norm=a.norm, normalization=a.normalization,
-                         val_size=a.val_size, lr=a.lr, warmup=a.warmup, iterations=a.iterations,
-                         batch_size=a.batch_size, precision=a.precision, compile=a.compile)
+    config = train_config(a)
     source = data_source(a.data)  # cheap: nothing is decoded
     if not a.no_save and results.has_run(a.experiment, config.run_id(), a.results, source=source):
         raise FileExistsError(f"{results.record_path(a.experiment, config.run_id(), a.results, source=source)} is "
                               f"already stored; delete it or pass another --experiment to train again")
-    ckpt = (Path(a.checkpoint) if a.checkpoint
-            else cache_dir() / "checkpoints" / a.experiment / source / f"{config.run_id()}.pt")
+    ckpt = a.checkpoint_file
     deadline = time.time() + a.time_limit if a.time_limit else None
     rec = train(config, data_root=a.data, device=a.device, checkpoint=ckpt, resume=a.resume, deadline=deadline,
                 cuda_graph=a.cuda_graph,
@@ -206,7 +219,9 @@ def _cmd_measure_published(a) -> int:
 def _cmd_bench(a) -> int:
     from .bench import run_bench
 
-    r = run_bench(load_cifar10(a.data), model=a.model, batch_size=a.batch_size, steps=a.steps, warmup=a.warmup,
+    data = load_cifar10(a.data)
+    check_batch_size(a.batch_size, len(data.train_labels), f"the training set of {data.source}")
+    r = run_bench(data, model=a.model, batch_size=a.batch_size, steps=a.steps, warmup=a.warmup,
                   device=None if a.device == "auto" else a.device, workers=a.workers, compile=a.compile,
                   precision=a.precision)
     print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps on {r['device']} (torch {r['torch']})")
@@ -253,24 +268,118 @@ def check_device(spec: str) -> None:
         raise ValueError(f"device {spec!r} is not supported; allowed: auto, cpu, cuda, cuda:N, mps")
 
 
-def check_writable(folder: str | os.PathLike) -> None:
-    """Refuse a results folder that cannot be written, before training starts: the nearest existing
-    folder on the path must be a folder in which a file can be created (a probe, deleted at once)."""
+def check_writable(folder: str | os.PathLike, *, what: str = "results folder", option: str = "--results") -> None:
+    """Refuse a folder that cannot be written, before training starts: the nearest existing folder
+    on the path must be a folder in which a file can be created (a probe, deleted at once)."""
     target = Path(folder).expanduser()
     existing = target
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        what = "is a file" if existing == target else f"cannot be created: {existing} is a file"
-        raise results.ResultsError(f"results folder {target} {what}; pass --results a folder (it is created if missing)")
+        state = "is a file" if existing == target else f"cannot be created: {existing} is a file"
+        raise results.ResultsError(f"{what} {target} {state}; pass {option} a folder (it is created if missing)")
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".resnet-book-probe-")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
         where = "" if existing == target else f" (its nearest existing parent {existing})"
-        raise results.ResultsError(f"results folder {target}{where} is not writable ({err.strerror or err}); "
-                                   f"pass --results a folder you can write to") from None
+        raise results.ResultsError(f"{what} {target}{where} is not writable ({err.strerror or err}); "
+                                   f"pass {option} a folder you can write to") from None
+
+
+def check_checkpoint_path(path: str | os.PathLike) -> None:
+    """Refuse a checkpoint file that could not be written, before training starts."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise results.ResultsError(f"--checkpoint {path} is a folder; pass a file name, e.g. {path / 'run.pt'}")
+    try:
+        check_writable(path.parent, what="checkpoint folder", option="--checkpoint a file in")
+    except results.ResultsError as err:
+        raise results.ResultsError(f"--checkpoint {path}: {err}") from None
+
+
+CIFAR10_TRAIN_IMAGES = 50_000
+
+
+def training_images(budget, val_size: int = 0) -> int:
+    """How many images a run with ``budget`` trains on (CIFAR-10: 50,000, less the validation split)."""
+    return min(budget.train_size or CIFAR10_TRAIN_IMAGES, CIFAR10_TRAIN_IMAGES - val_size)
+
+
+def check_val_size(config: TrainConfig) -> None:
+    """A validation split is evaluated as often as the test set: at most as many images as it (the
+    ``paper`` budget's 10,000 allows the paper's 45k/5k split), so a budget keeps its cost."""
+    budget = config.effective_budget
+    limit = budget.test_size or 10_000
+    if config.val_size < 0 or config.val_size > limit:
+        evals = -(-budget.iterations // budget.eval_every)
+        raise ValueError(f"--val-size must be 0 to {limit:,} with the {budget.name!r} budget, which tests on "
+                         f"{limit:,} images (a validation split is evaluated as often, {evals} times in this run); "
+                         f"got {config.val_size:,}. The paper's 45k/5k split is --budget paper --val-size 5000")
+
+
+def check_batch_size(batch_size: int, images: int, where: str) -> None:
+    if batch_size > images:
+        raise ValueError(f"--batch-size {batch_size:,} is larger than {where} ({images:,} images); allowed: 1 to "
+                         f"{images:,}")
+
+
+def _available_memory(dev) -> int | None:
+    """Bytes free for a run on ``dev`` (None if unknown)."""
+    import torch
+
+    if dev.type == "cuda":
+        return torch.cuda.mem_get_info(dev)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_batch_fits(model: str, batch_size: int, device: str, precision: str, **model_kwargs) -> None:
+    """Refuse a batch whose activations cannot fit in the device's free memory.  The estimate is
+    what one 32x32 image's forward pass writes (every layer's output, as float32, or 16-bit under
+    autocast on a GPU); the backward pass of a training step peaks at about that (measured: 2.0 MB
+    per image for ResNet-20 on the CPU, 2.3 MB estimated)."""
+    import torch
+
+    from .models.registry import build_model
+    from .train import pick_device
+
+    dev = pick_device(device)
+    free = _available_memory(dev)
+    if free is None:
+        return
+    net, floats = build_model(model, **model_kwargs), [0]
+
+    def count(_, __, out):
+        if isinstance(out, torch.Tensor):
+            floats[0] += out.numel()
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 3, 32, 32))
+    for h in hooks:
+        h.remove()
+    per_image = floats[0] * (2 if dev.type == "cuda" and precision != "fp32" else 4)
+    if per_image * batch_size > free:
+        raise ValueError(f"--batch-size {batch_size:,} does not fit: {model}'s activations need about "
+                         f"{per_image * batch_size / 2**30:.1f} GiB at that batch ({per_image / 2**20:.1f} MiB per image), "
+                         f"and {dev.type} has {free / 2**30:.1f} GiB free; allowed here: up to about "
+                         f"{max(1, free // per_image):,}")
+
+
+def check_precision(precision: str, device: str) -> None:
+    """fp16 autocast on a CPU: refused (CPUs have no fast fp16 arithmetic)."""
+    from .train import pick_device
+
+    if precision == "fp16" and pick_device(device).type == "cpu":
+        raise ValueError("--precision fp16 on a CPU: CPUs have no fast fp16 arithmetic, and ResNet-20 trained "
+                         f"{FP16_CPU_SLOWDOWN} slower than in fp32 on the 2-core EPYC that built the book; "
+                         "use fp32 (the default there), or bf16 on a CPU with avx512_bf16 or amx_bf16")
 
 
 def _check_args(a) -> None:
@@ -285,8 +394,25 @@ def _check_args(a) -> None:
         from .bench import check_bench_args
 
         check_bench_args(steps=a.steps, warmup=a.warmup, batch_size=a.batch_size, workers=a.workers)
+        check_batch_size(a.batch_size, CIFAR10_TRAIN_IMAGES, "CIFAR-10's training set")
     if hasattr(a, "device"):
         check_device(a.device)
+    if a.command in ("train", "bench"):
+        check_precision(a.precision, a.device)
+    if a.command == "bench":
+        check_batch_fits(a.model, a.batch_size, a.device, a.precision)
+    if a.command == "train":
+        if a.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer (it seeds torch.manual_seed); got {a.seed}")
+        config = train_config(a)
+        check_val_size(config)
+        budget = config.effective_budget
+        check_batch_size(budget.batch_size, training_images(budget, config.val_size),
+                         f"the {budget.name!r} budget's training set")
+        check_batch_fits(config.model, budget.batch_size, a.device, a.precision,
+                         **({"shortcut": config.shortcut} if config.shortcut else {}))
+        a.checkpoint_file = checkpoint_path(a, config)
+        check_checkpoint_path(a.checkpoint_file)
     if a.command in ("train", "reproduce", "measure-published") and not getattr(a, "no_save", False):
         check_writable(results.results_root(a.results))
     if a.command == "reproduce":
@@ -311,5 +437,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        print(f"interrupted; {_what_is_kept(a)}", file=sys.stderr)
         return 130
+
+
+def _what_is_kept(a) -> str:
+    """What an interrupted command leaves behind, as it is (a checkpoint is written every
+    ``checkpoint_every`` iterations; before the first one there is none)."""
+    if a.command == "train":
+        ckpt = getattr(a, "checkpoint_file", None)
+        if ckpt is not None and ckpt.exists():
+            return f"the last checkpoint {ckpt} is kept (continue with the same command and --resume)"
+        return "no checkpoint was written yet, so nothing is kept: run the same command to start again"
+    if a.command == "reproduce":
+        return ("the runs stored so far are kept, and each unfinished run's last checkpoint if one was written: run "
+                "the same command again (stored runs are skipped, a checkpointed run continues)")
+    return "nothing was stored"
