@@ -97,7 +97,14 @@ def device_name(device: torch.device | str) -> str:
                 break
     except OSError:
         pass
-    return f"CPU ({cpu}, {torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({cpu}, {n} thread{'' if n == 1 else 's'})"
+
+
+def device_label(device: str) -> str:
+    """A stored device string as a caption shows it: records written before the plural was fixed
+    say ``"1 threads"``."""
+    return re.sub(r"\b1 threads\)", "1 thread)", device)
 
 
 def provenance(device: torch.device | str) -> dict:
@@ -217,7 +224,7 @@ class Runs:
 
     @property
     def devices(self) -> set[str]:
-        return {r["provenance"]["device"] for r in self.records}
+        return {device_label(r["provenance"]["device"]) for r in self.records}
 
     def basis(self) -> dict[str, dict[str, str]]:
         """Per label, the ``budget`` and data ``source`` its numbers come from (for captions).

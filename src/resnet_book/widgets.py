@@ -94,7 +94,7 @@ def runs_table(runs: results.Runs, metric: str = "test_error"):
         rows.append([label, mean_std(s), s["n"],
                      ", ".join(sorted({r["budget"]["name"] for r in rs})),
                      ", ".join(sorted({r["data"]["source"] for r in rs})),
-                     ", ".join(sorted({r["provenance"]["device"] for r in rs}))])
+                     ", ".join(sorted({results.device_label(r["provenance"]["device"]) for r in rs}))])
     return Table(["run", f"{metric.replace('_', ' ')} (%)", "seeds", "budget", "data", "device"], rows,
                  empty=f"No stored runs for {runs.experiment!r} yet.")
 
