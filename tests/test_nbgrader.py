@@ -214,3 +214,22 @@ def test_autograde_round_trip_of_one_chapter(tmp_path):
     for o in errors:
         shown = "\n".join(o.traceback)
         assert "exercises.py" not in shown and "Correct" not in shown and o.evalue in shown, shown
+
+
+def test_sync_gives_figures_alt_text():
+    """Figures drawn by resnet_book.plots get alt text from their title (myst-nb's
+    `mystnb.image.alt`), else from their section; other cells get none."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## Counting paths"),
+        nbformat.v4.new_code_cell("plots.path_lengths(54)"),
+        nbformat.v4.new_code_cell('fig = plots.fit_curves(fits, title=f"Fitting relu(x + {a} g(x))", note=note)'),
+        nbformat.v4.new_code_cell("print(plots.provenance_line(runs))")])
+    nb.cells[3].metadata["mystnb"] = {"image": {"alt": "stale"}}
+    sync_notebooks.figure_alt_text(nb)
+    alts = [c.metadata.get("mystnb", {}).get("image", {}).get("alt") for c in nb.cells]
+    assert alts == [None, "Figure in the section \u201cCounting paths\u201d, drawn by resnet_book.plots.path_lengths",
+                    "Figure: Fitting relu(x + \u2026 g(x))", None]
+    for path in CHAPTERS:  # the chapters are synced: every figure cell has its alt text
+        for c in nbformat.read(path, as_version=4).cells:
+            if c.cell_type == "code" and sync_notebooks.figure_alt(c.source, None):
+                assert c.metadata["mystnb"]["image"]["alt"].startswith("Figure"), (path.name, c.source[:80])

@@ -25,6 +25,8 @@ exercises are added):
   ``solution-explanation``; ``tools/make_student.py`` drops it from the student notebooks.
 So a student notebook shows each exercise as its read-only statement followed by its own answer
 cell: the code to write (then the locked check), or "YOUR ANSWER HERE".
+Code cells that draw a figure with ``resnet_book.plots`` get alt text (``mystnb.image.alt``: the
+figure's ``title=``, else the section it is in), so the book's images are not described by a hash.
 Outputs are stripped. ``--check`` changes nothing and exits 1 if a notebook is out of date.
 """
 from __future__ import annotations
@@ -208,6 +210,51 @@ def grading_metadata(nb) -> None:
             cell.metadata.pop("mystnb", None)
 
 
+FIGURE_CALL = re.compile(r"\bplots\.(\w+)\(")
+NOT_FIGURES = {"provenance_line", "depth_key", "budget_note", "scale_name", "stratum", "style", "require_runs"}
+TITLE = re.compile(r"""\btitle=(f?)("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+HEADING = re.compile(r"^#{1,6}\s+(.+)$", re.M)
+
+
+def figure_alt(source: str, section: str | None) -> str | None:
+    """Alt text for the figure a code cell draws with ``resnet_book.plots``: its ``title=`` (an
+    f-string's fields shown as "…"), else the section it is drawn in; None if it draws none."""
+    drawn = [f for f in FIGURE_CALL.findall(source) if f not in NOT_FIGURES]
+    if not drawn:
+        return None
+    m = TITLE.search(source)
+    if m:
+        text = m.group(2)[1:-1].replace('\\"', '"').replace("\\'", "'")
+        if m.group(1):
+            text = re.sub(r"\{[^{}]*\}", "…", text)
+        return f"Figure: {text}"
+    where = f" in the section \u201c{section}\u201d" if section else ""
+    return f"Figure{where}, drawn by resnet_book.plots.{drawn[-1]}"
+
+
+def figure_alt_text(nb) -> None:
+    """Figures drawn by the library get alt text (myst-nb's ``mystnb.image.alt``), not the image's hash."""
+    section = None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            headings = HEADING.findall(cell.source)
+            section = headings[-1].strip() if headings else section
+            continue
+        mystnb = cell.metadata.get("mystnb", {})
+        image = {k: v for k, v in mystnb.get("image", {}).items() if k != "alt"}
+        alt = figure_alt(cell.source, section)
+        if alt:
+            image["alt"] = alt
+        if image:
+            mystnb["image"] = image
+        else:
+            mystnb.pop("image", None)
+        if mystnb:
+            cell.metadata["mystnb"] = mystnb
+        else:
+            cell.metadata.pop("mystnb", None)
+
+
 def notebooks() -> list[Path]:
     return sorted([*ROOT.glob("notebooks/*.ipynb"), *ROOT.glob("book/*.ipynb")])
 
@@ -230,6 +277,7 @@ def synced(path: Path):
     setup = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": ["colab-setup", "hide-input"]})
     nb.cells[1:1] = [badge, setup]
     grading_metadata(nb)
+    figure_alt_text(nb)
     for c in nb.cells:
         c.pop("id", None)
         if c.cell_type == "code":
