@@ -314,3 +314,56 @@ def test_network_table_counts_parameters_and_calls_the_error():
     table = analysis.network_table(nets, lambda m: 0.25 * m.out_features, error_name="e (%)")
     assert table.rows == [["one", "8", "50.00"], ["two", "3", "25.00"]]
     assert analysis.network_table(nets).columns == ["network", "parameters"]
+
+
+def test_unrolled_stage_is_exact_for_the_pre_activation_unit_and_clipped_for_the_original(batch):
+    x, _ = batch
+    torch.manual_seed(0)
+    pre, orig = cifar_resnet(20, preact=True).eval(), cifar_resnet(20).eval()
+    a, b = analysis.unrolled_stage(pre, x), analysis.unrolled_stage(orig, x)
+    assert a["gap"] < 1e-5 and a["clipped"] is None and len(a["zero"]) == 3
+    assert b["gap"] > 1e-2 and len(b["clipped"]) == 3 and all(0 < c < 1 for c in b["clipped"])
+    assert b["zero"][0] > 0  # the stem ends with a ReLU
+    t = analysis.unrolled_table({"pre": a, "orig": b})
+    assert t.columns == ["unit", "Eq. 4 gap", "x_i = 0 (%)", "x_i + F < 0 (%)"]
+    assert t.rows[0][3] == "–" and t.rows[1][3] == f"{100 * min(b['clipped']):.0f}–{100 * max(b['clipped']):.0f}"
+    with pytest.raises(ValueError, match="residual units"):
+        analysis.unrolled_stage(cifar_resnet(20, residual=False), x)
+
+
+def test_profile_ratios_and_tables():
+    stats = {"layer1.0": {"grad_norm": 8.0, "act_std": 0.5}, "layer2.0": {"grad_norm": 1.0, "act_std": 1.0},
+             "layer3.0": {"grad_norm": 2.0, "act_std": 2.0}}
+    x = torch.tensor([1.0, -1.0, 1.0, -1.0])  # std 1.1547
+    r = analysis.profile_ratios(stats, x)
+    assert r["gradient"] == 4.0 and r["growth"] == 4.0 and r["vs_input"] == pytest.approx(2.0 / 1.1547, rel=1e-4)
+    assert "vs_input" not in analysis.profile_ratios(stats)
+    t = analysis.profile_ratio_table({(56, "ResNet, BN"): stats}, x)
+    assert t.rows == [["56", "ResNet, BN", "4", "4", "1.73"]]
+    g = analysis.gradient_profiles({"one": stats, "two seeds": [stats, stats]})
+    assert g["one"] == g["two seeds"] == {"layer1.0": 8.0, "layer2.0": 1.0, "layer3.0": 2.0}
+    assert analysis.gradient_table(g).rows[0] == ["one", "4", "8"]
+    assert analysis.relative_step_table({(56, "plain, BN"): 2110.0}).rows == [["56", "plain, BN", "2.11e+03"]]
+
+
+def test_relative_step_ratio_compares_the_first_and_last_convolution_in_the_blocks(batch):
+    x, y = batch
+    torch.manual_seed(0)
+    model = cifar_resnet(8)
+    grads = analysis.gradient_norms(model, x, y)
+    first, last = model.layer1[0].conv1, model.layer3[-1].conv2
+    want = (grads["layer1.0.conv1"] / first.weight.norm().item()) / (grads["layer3.0.conv2"] / last.weight.norm().item())
+    assert analysis.relative_step_ratio(model, x, y) == pytest.approx(want)
+
+
+def test_lesion_summary_and_table():
+    study = {"baseline": 0.30, "single": {"layer1.0": 0.60, "layer1.1": 0.32, "layer2.0": None, "layer2.1": 0.31},
+             "random_sets": {}}
+    s = analysis.lesion_summary(study)
+    assert s["median"] == 0.32 and s["worst_block"] == "layer1.0" and s["worst"] == 0.60
+    assert s["change"] == pytest.approx(0.02) and s["worst_cost"] == pytest.approx(0.30)
+    t = analysis.lesion_table({"ResNet-56": [study, study], "trained": [study]})
+    assert t.rows[0] == ["ResNet-56 #1", "30.0", "32.0", "+2.0", "layer1.0", "60.0"]
+    assert [r[0] for r in t.rows] == ["ResNet-56 #1", "ResNet-56 #2", "trained"]
+    with pytest.raises(ValueError, match="dropped no block"):
+        analysis.lesion_summary({"baseline": 0.3, "single": {"layer2.0": None}})

@@ -336,6 +336,8 @@ def test_family_gap_table_and_facts():
     facts = scorecard.family_gap_facts(plain, resnet)
     assert facts == {"gap-min": "5", "gap-max": "9", "gap-argmax": "56", "gap-argmin": "20",
                      "every-resnet-below": "yes", "plain-change": "+20.0", "resnet-change": "+16.0"}
+
+
 def test_test_set_noise_table_gives_the_binomial_standard_error_per_budget():
     table = scorecard.test_set_noise({"cpu": (1000, 0.5), "paper": (10_000, 0.12)})
     assert table.column("standard error") == ["±1.6 points", "±0.3 points"]
@@ -379,3 +381,29 @@ def test_final_errors_by_copy_give_each_budget_and_copy_its_own_row_and_yours_ap
                                               ["plain56", "stored", "cpu", "cifar10-original"],
                                               ["plain56", "yours", "cpu", "cifar10"]]
     assert table.rows[-1][-1] == "70.0, 71.5"
+
+
+def test_load_shared_reads_every_experiment_from_the_one_source_all_labels_have(tmp_path):
+    from resnet_book import results
+
+    for r in (_runs("plain56", "cpu", "cifar10-jpeg", [70, 71], experiment="p")
+              + _runs("plain56", "cpu", "cifar10-original", [66, 67], experiment="p")
+              + _runs("resnet56", "cpu", "cifar10-original", [55, 56], experiment="r")):
+        r.update(provenance={"device": "CPU"})
+        results.save_run(r, root=tmp_path)
+    p, r = scorecard.load_shared("p", "r", budget="cpu", root=tmp_path)
+    assert p.sources == r.sources == {"cifar10-original"} and len(p) == len(r) == 2
+    with pytest.raises(ValueError, match="no data source holds 'paper' runs"):
+        scorecard.load_shared("p", "r", budget="paper", root=tmp_path)
+
+
+def test_seed_differences_and_their_table():
+    from resnet_book.results import Runs
+
+    runs = Runs("e", _runs("pre", "cpu", "cifar10-original", [50, 54]) + _runs("std", "cpu", "cifar10-original", [60, 65]))
+    other = Runs("z", _runs("zero", "cpu", "cifar10-original", [55, 57, 59]))
+    diffs = scorecard.seed_differences((runs, "pre"), {"std": (runs, "std"), "zero": (other, "zero")})
+    assert {k: {s: round(100 * d, 6) for s, d in v.items()} for k, v in diffs.items()} == \
+        {"std": {0: 10.0, 1: 11.0}, "zero": {0: 5.0, 1: 3.0}}  # seed 2 has no partner
+    table = scorecard.seed_differences_table(diffs, reference="pre")
+    assert table.rows == [["std", "+10.0, +11.0", "+10.5", "0, 1"], ["zero", "+5.0, +3.0", "+4.0", "0, 1"]]

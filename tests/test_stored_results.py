@@ -121,46 +121,33 @@ def test_chapter_2_layer_responses_near_one_except_plain56_first_stage():
     assert [round(max(r.values()), 1) for r in large] == [12.1, 6.9, 2.4]
 
 
-def test_chapter_3_lesions_resnet56_loses_little_plain56_most_of_the_way_to_chance():
-    """Ch. 3: "0.7 to 1.9 points ... the first block of stage 1, the worst single block in every seed,
-    whose removal costs 10 to 27 points (75 to 86% test error) ... eight random blocks ... better than
-    chance in every draw ... median over blocks is 86 to 88% ... 6.8 to 9.7 points above ... seed 1,
-    where dropping block 10 costs 6.7 points, its second-worst block"."""
+def test_chapter_3_lesions_what_the_prose_says_beyond_its_glued_numbers():
+    """Ch. 3 (its numbers are glued): "the worst single block (... the first block of stage 1,
+    `layer1.0`, in every seed) ... even dropping eight random blocks together leaves it better than
+    chance in every draw ... Dropping a block of the plain network pushes it most of the way to chance"."""
     def lesions(experiment, label):
         return [r["analysis"]["lesion"] for r in _runs(experiment, label)]
 
-    def median_change(s):
-        return statistics.median(v for v in s["single"].values() if v is not None) - s["baseline"]
-
     resnet, plain = lesions("reversal", "resnet56"), lesions("degradation", "plain56")
-    assert [round(100 * median_change(s), 1) for s in resnet] == [1.9, 0.7, 1.4]
-    worst = [max((v, k) for k, v in s["single"].items() if v is not None) for s in resnet]
-    assert {k for _, k in worst} == {"layer1.0"}
-    assert [round(100 * (v - s["baseline"])) for (v, _), s in zip(worst, resnet)] == [27, 10, 11]
+    assert len(resnet) == len(plain) == 3
+    assert {max((v, k) for k, v in s["single"].items() if v is not None)[1] for s in resnet} == {"layer1.0"}
     assert all(e < 0.9 for s in resnet for e in s["random_sets"]["8"])
-    assert [round(100 * (statistics.median(v for v in s["single"].values() if v is not None)), 1) for s in plain] \
-        == [88.0, 88.0, 85.8]
-    assert [round(100 * median_change(s), 1) for s in plain] == [9.7, 9.2, 6.8]
-    seed1 = sorted(((v, k) for k, v in resnet[1]["single"].items() if v is not None), reverse=True)
-    assert seed1[1][1] == "layer2.0" and round(100 * (seed1[1][0] - resnet[1]["baseline"]), 1) == 6.7
-    for s in (resnet[0], resnet[2]):
-        assert all(abs(s["single"][k] - s["baseline"]) < 0.02 for k in ("layer2.0", "layer3.0"))
+    for s in plain:  # the median lesioned plain-56 has lost more than half of its distance to chance
+        median = statistics.median(v for v in s["single"].values() if v is not None)
+        assert median - s["baseline"] > (0.9 - s["baseline"]) / 2
 
 
 def test_chapter_3_preactivation_ahead_of_both_resnet56_baselines():
-    """Ch. 3: "11.0 points lower in mean training error than the standard ResNet-56 (54.1 ± 1.3%
-    against 65.1 ± 3.3%), lower in each of the three seeds (by 9.1 to 13.0 points), a difference beyond
-    seed noise in training and in test error ... Against the zero-initialised ResNet-56 the gap is 4.2
-    points on average (2.0 to 6.6 per seed)"; ch. 6: "beyond seed noise in training error only"."""
+    """Ch. 3 (its numbers are glued): the pre-activation ResNet-56 ends lower in training error than
+    the standard one "in each of the three seeds ..., a difference beyond seed noise by Welch's t in
+    training and in test error"; lower than the zero-initialised one on average; ch. 6: "beyond seed
+    noise in training error only" against the zero-initialised one."""
     from resnet_book import scorecard
     pre = _final("preactivation", "preresnet56", "train_error")
     standard = _final("preactivation", "resnet56", "train_error")
     zero = _final("zero-init", "resnet56-zero-init", "train_error")
-    assert (round(statistics.mean(pre), 1), round(statistics.stdev(pre), 1)) == (54.1, 1.3)
-    assert (round(statistics.mean(standard), 1), round(statistics.stdev(standard), 1)) == (65.1, 3.3)
-    assert [round(s - p, 1) for s, p in zip(standard, pre)] == [9.1, 11.0, 13.0]
-    assert [round(z - p, 1) for z, p in zip(zero, pre)] == [6.6, 2.0, 4.1]
-    assert round(statistics.mean(zero) - statistics.mean(pre), 1) == 4.2
+    assert len(pre) == len(standard) == 3 and all(s > p for s, p in zip(standard, pre))
+    assert statistics.mean(zero) > statistics.mean(pre)
     for metric in ("train_error", "test_error"):
         assert scorecard.welch(_final("preactivation", "resnet56", metric),
                                _final("preactivation", "preresnet56", metric)).significant, metric

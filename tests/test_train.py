@@ -568,3 +568,19 @@ def test_cli_names_a_corrupt_checkpoint_and_refuses_cuda_graph_without_a_gpu(tmp
     p = _cli(*common, "--cuda-graph")
     _, err = p.communicate(timeout=300)
     assert p.returncode == 2 and "cuda_graph needs a CUDA device" in err and "Traceback" not in err, err
+
+
+def test_train_or_divergence_returns_the_record_or_the_divergence_and_the_table_says_which(monkeypatch):
+    from resnet_book import train as train_mod
+
+    def fake_train(config, **kwargs):
+        if config.model == "resnet56":
+            raise train_mod.TrainingDiverged("resnet56: the loss became nan by iteration 7 (lr 0.1); training stopped.")
+        return {"step": 24, "curves": {"train_loss": [2.31, 2.05]}, "final": {"train_error": 0.75}}
+
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    outcomes = {m: train_mod.train_or_divergence(train_mod.TrainConfig(model=m, budget="smoke")) for m in ("plain56", "resnet56")}
+    assert outcomes["resnet56"]["config"]["model"] == "resnet56" and "iteration 7" in outcomes["resnet56"]["diverged"]
+    t = train_mod.outcome_table(outcomes)
+    assert t.rows == [["plain56", "trained, 24 iterations", "2.31", "2.05", "75.0"],
+                      ["resnet56", "diverged at iteration 7", "–", "–", "–"]]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models.blocks import PreActBlock, ShortcutA, is_block
+from .tables import Table
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -182,6 +184,43 @@ def layer_responses(model: nn.Module, x: Tensor, *, which: str = "bn") -> dict[s
     return stds
 
 
+@torch.no_grad()
+def unrolled_stage(model: nn.Module, x: Tensor) -> dict:
+    """Eq. 4 of the follow-up (He et al. 2016b), ``x_L = x_l + sum_i F(x_i)``, checked on stage 1
+    (``layer1``, whose units all keep the shape): run its units one after the other on the stem's
+    output for ``x`` (the model's current mode), record each unit's input ``x_i`` and residual
+    ``F(x_i)`` (``residual_branch``) and compare the stage's output with the unrolled sum.
+
+    Returns ``gap``, max |x_L - (x_l + sum F)| / max |x_L|; and, per unit, ``zero`` (share of the
+    entries of ``x_i`` that are exactly 0) and ``clipped`` (share of ``x_i + F(x_i)`` below 0, which
+    the original unit's ReLU after the addition sets to 0; ``None`` for the pre-activation unit,
+    which has nothing after the addition)."""
+    units = getattr(model, "layer1", None)
+    if not isinstance(units, nn.Sequential) or not all(is_block(u) and u.residual for u in units):
+        raise ValueError("unrolled_stage needs a residual network whose stage 1 (layer1) is a sequence of "
+                         "residual units, e.g. cifar_resnet(56) or cifar_resnet(56, preact=True)")
+    xs = [model.conv1(x) if model.preact else model.relu(model.bn1(model.conv1(x)))]
+    residuals = []
+    for unit in units:
+        residuals.append(unit.residual_branch(xs[-1]))
+        xs.append(unit(xs[-1]))
+    gap = ((xs[-1] - (xs[0] + sum(residuals))).abs().max() / xs[-1].abs().max()).item()
+    return {"gap": gap, "zero": [(xi == 0).float().mean().item() for xi in xs[:-1]],
+            "clipped": None if model.preact else [((xi + f) < 0).float().mean().item()
+                                                  for xi, f in zip(xs[:-1], residuals)]}
+
+
+def unrolled_table(checks: dict[str, dict], *, caption: str = "", note: str = "") -> Table:
+    """:func:`unrolled_stage` results, one row per network: the gap of Eq. 4 and the range over the
+    units of the shares of inputs exactly 0 and of sums below 0 (%; "–" where no ReLU follows the sum)."""
+    def share_range(values):
+        return f"{100 * min(values):.0f}–{100 * max(values):.0f}" if values is not None else None
+
+    rows = [[name, f"{c['gap']:.1e}", share_range(c["zero"]), share_range(c["clipped"])] for name, c in checks.items()]
+    return Table(["unit", "Eq. 4 gap", "x_i = 0 (%)", "x_i + F < 0 (%)"], rows, caption=caption,
+                 note=note or "Eq. 4 gap: max |x_L − (x_l + Σ F)| / max |x_L|; shares per unit, lowest–highest")
+
+
 def activation_stats(model: nn.Module, x: Tensor, y: Tensor | None = None) -> dict[str, dict[str, float]]:
     """Per block: std of its output and, if labels ``y`` are given, the norm of the loss gradient
     with respect to that output (one forward/backward in the model's current mode)."""
@@ -296,6 +335,90 @@ def mean_profile(profiles: list[dict[str, dict[str, float]]], key: str) -> dict[
     if any(list(p) != names for p in profiles):
         raise ValueError("the profiles are of different networks (their block names differ)")
     return {n: sum(p[n][key] for p in profiles) / len(profiles) for n in names}
+
+
+def profile_ratios(stats: dict[str, dict[str, float]], x: Tensor | None = None) -> dict[str, float]:
+    """One :func:`activation_stats` result in three ratios: ``gradient`` (gradient norm of the first
+    block / the last block), ``growth`` (output std of the last block / the first block) and, if the
+    input ``x`` is given, ``vs_input`` (output std of the last block / std of ``x``)."""
+    first, last = next(iter(stats.values())), list(stats.values())[-1]
+    out = {"gradient": first["grad_norm"] / last["grad_norm"], "growth": last["act_std"] / first["act_std"]}
+    if x is not None:
+        out["vs_input"] = last["act_std"] / x.float().std().item()
+    return out
+
+
+def profile_ratio_table(profiles: dict[tuple, dict[str, dict[str, float]]], x: Tensor, *,
+                  key_columns: tuple[str, str] = ("layers", "network"), caption: str = "", note: str = "") -> Table:
+    """One row per :func:`activation_stats` result, keyed by two values (e.g. depth and network),
+    with its :func:`profile_ratios` on the input ``x``."""
+    rows = []
+    for key, stats in profiles.items():
+        r = profile_ratios(stats, x)
+        rows.append([*key, r["gradient"], r["growth"], r["vs_input"]])
+    return Table([*key_columns, "gradient: first / last block", "std: last / first block", "std: last block / input"],
+                 rows, caption=caption, note=note)
+
+
+def relative_step_ratio(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """||grad W|| / ||W|| (the relative size of an SGD step, what matters for a convolution followed
+    by BN, whose output does not change when W is scaled) of the first convolution inside the blocks,
+    divided by the same for the last convolution inside the blocks (one batch, current mode)."""
+    grads = gradient_norms(model, x, y)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and n.startswith("layer")]
+    if not convs:
+        raise ValueError("the model has no convolutions inside stages named layer*")
+    (first, wf), (last, wl) = convs[0], convs[-1]
+    return (grads[first] / wf.weight.norm().item()) / (grads[last] / wl.weight.norm().item())
+
+
+def relative_step_table(ratios: dict[tuple, float], *, key_columns: tuple[str, str] = ("layers", "network"),
+                        caption: str = "", note: str = "") -> Table:
+    """One row per :func:`relative_step_ratio`, keyed by two values (e.g. depth and network)."""
+    return Table([*key_columns, "‖∇W‖/‖W‖: first / last conv"], [[*k, v] for k, v in ratios.items()],
+                 caption=caption, note=note)
+
+
+def gradient_profiles(named: dict[str, dict | list[dict]]) -> dict[str, dict[str, float]]:
+    """The gradient norm per block of each named :func:`activation_stats` result, or, for a list
+    of them (e.g. one per seed), their block-by-block mean (:func:`mean_profile`)."""
+    return {name: mean_profile(p if isinstance(p, list) else [p], "grad_norm") for name, p in named.items()}
+
+
+def gradient_table(profiles: dict[str, dict[str, float]], *, caption: str = "", note: str = "") -> Table:
+    """One row per gradient profile (block -> gradient norm, e.g. :func:`gradient_profiles`): the
+    first block's norm over the last block's, and the largest block's over the smallest's."""
+    rows = [[name, list(g.values())[0] / list(g.values())[-1], max(g.values()) / min(g.values())]
+            for name, g in profiles.items()]
+    return Table(["network", "gradient: first / last block", "largest / smallest block"], rows,
+                 caption=caption, note=note)
+
+
+def lesion_summary(study: dict) -> dict:
+    """A :func:`lesion_study` result in a few numbers: ``intact`` (nothing dropped), ``median`` and
+    ``worst`` error over the blocks dropped one at a time, ``change`` (median minus intact),
+    ``worst_block`` (its name) and ``worst_cost`` (worst minus intact)."""
+    singles = {n: e for n, e in study["single"].items() if e is not None}
+    if not singles:
+        raise ValueError("the lesion study dropped no block")
+    median = statistics.median(singles.values())
+    worst = max(singles, key=singles.get)
+    return {"intact": study["baseline"], "median": median, "change": median - study["baseline"],
+            "worst": singles[worst], "worst_block": worst, "worst_cost": singles[worst] - study["baseline"]}
+
+
+def lesion_table(studies: dict[str, list[dict]], *, caption: str = "", note: str = "") -> Table:
+    """One row per :func:`lesion_study` result, several per name (e.g. a model's stored runs in
+    seed order, numbered #1, #2, ...): test error (%) intact, median over the blocks dropped alone,
+    its change (points), the worst block and its error."""
+    rows = []
+    for name, runs in studies.items():
+        for i, study in enumerate(runs, 1):
+            s = lesion_summary(study)
+            rows.append([f"{name} #{i}" if len(runs) > 1 else name, f"{100 * s['intact']:.1f}", f"{100 * s['median']:.1f}",
+                         f"{100 * s['change']:+.1f}", s["worst_block"], f"{100 * s['worst']:.1f}"])
+    return Table(["network", "intact", "median", "change", "worst block", "its error"], rows,
+                 caption=caption, note=note)
 
 
 def zero_padded_channels(model: nn.Module) -> dict[str, list[int]]:

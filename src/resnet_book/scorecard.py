@@ -706,6 +706,8 @@ def family_gap_facts(plain: "results.Runs", resnet: "results.Runs", depths=(20, 
             "gap-argmax": str(max(by, key=by.get)), "gap-argmin": str(min(by, key=by.get)),
             "every-resnet-below": "yes" if all(max(vb) < min(va) for va, vb, _ in gaps.values()) else "no",
             "plain-change": f"{change['plain']:+.1f}", "resnet-change": f"{change['resnet']:+.1f}"}
+
+
 # --- the chapter's tables ------------------------------------------------------------------------
 
 def test_set_noise(levels: dict[str, tuple[int, float]]) -> Table:
@@ -809,3 +811,41 @@ def final_errors_by_copy(models: dict[str, str], *, yours: Iterable[dict] = (), 
                 rows.append([label, whose, budget, source, ", ".join(f"{v:.1f}" for v in values)])
     return Table(["model", "runs", "budget", "data copy", f"final {metric.replace('_', ' ')} (%), each run"], rows,
                  align="lllll", caption=f"Final {metric.replace('_', ' ')} of every run, by budget and data copy")
+
+
+def load_shared(*experiments: str, budget: str, root=None) -> tuple["results.Runs", ...]:
+    """The stored ``budget`` runs of each experiment, all from the one data source every label of
+    every experiment has (:func:`shared_source`), so that they compare on the same images."""
+    everything = [results.load(e, budget="all", root=root) for e in experiments]
+    source = shared_source(*everything, budget=budget)
+    if source is None:
+        raise ValueError(f"no data source holds {budget!r} runs of every label of {', '.join(experiments)}")
+    return tuple(results.load(e, budget=budget, source=source, root=root) for e in experiments)
+
+
+def seed_differences(reference: tuple["results.Runs", str], others: dict[str, tuple["results.Runs", str]],
+                     metric: str = "train_error") -> dict[str, dict[int, float]]:
+    """Per named (runs, label): ``metric`` minus the reference label's, seed by seed (seeds both
+    have; fractions, e.g. 0.091 for 9.1 points)."""
+    def by_seed(runs, label):
+        return {r["seed"]: r["final"][metric] for r in runs.groups().get(label, []) if metric in r["final"]}
+
+    ref = by_seed(*reference)
+    out = {}
+    for name, pair in others.items():
+        other = by_seed(*pair)
+        out[name] = {s: other[s] - ref[s] for s in sorted(set(ref) & set(other))}
+    return out
+
+
+def seed_differences_table(differences: dict[str, dict[int, float]], *, reference: str, metric: str = "train error",
+                           caption: str = "", note: str = ""):
+    """:func:`seed_differences` as a table: per run (:func:`display_name`), the difference (points)
+    in each seed and their mean."""
+    from .tables import Table
+
+    rows = [[display_name(name), ", ".join(f"{100 * d:+.1f}" for d in diffs.values()),
+             f"{100 * statistics.mean(diffs.values()):+.1f}", ", ".join(map(str, diffs))]
+            for name, diffs in differences.items() if diffs]
+    return Table(["run", f"minus {display_name(reference)}, per seed (points)", "mean", "seeds"], rows,
+                 caption=caption or f"{metric.capitalize()}, seed by seed", note=note)

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -601,3 +602,29 @@ def run_record(config: TrainConfig, budget: Budget, state: RunState, *, step: in
         "curves": c,
         "final": final,
     }
+
+
+def train_or_divergence(config: TrainConfig, **kwargs) -> dict:
+    """:func:`train` ``config``; if the run diverges, ``{"config": ..., "diverged": message}``
+    instead of the record (for demonstrations that expect some runs to blow up)."""
+    try:
+        return train(config, **kwargs)
+    except TrainingDiverged as err:
+        return {"config": dataclasses.asdict(config), "diverged": str(err)}
+
+
+def outcome_table(outcomes: dict[str, dict], *, caption: str = "", note: str = ""):
+    """One row per :func:`train_or_divergence` result: how it ended (trained, or the iteration at
+    which it diverged), the training loss at its first and last evaluation and its final training error (%)."""
+    from .tables import Table
+
+    rows = []
+    for name, o in outcomes.items():
+        if "diverged" in o:
+            at = re.search(r"by iteration (\d+)", o["diverged"])
+            rows.append([name, f"diverged at iteration {at.group(1)}" if at else "diverged", None, None, None])
+        else:
+            loss = o["curves"]["train_loss"]
+            rows.append([name, f"trained, {o['step']} iterations", loss[0], loss[-1], f"{100 * o['final']['train_error']:.1f}"])
+    return Table(["network", "outcome", "loss, first evaluation", "loss, last", "train error (%)"], rows,
+                 caption=caption, note=note)
