@@ -407,3 +407,30 @@ def test_seed_differences_and_their_table():
         {"std": {0: 10.0, 1: 11.0}, "zero": {0: 5.0, 1: 3.0}}  # seed 2 has no partner
     table = scorecard.seed_differences_table(diffs, reference="pre")
     assert table.rows == [["std", "+10.0, +11.0", "+10.5", "0, 1"], ["zero", "+5.0, +3.0", "+4.0", "0, 1"]]
+def _published_accuracy(errors, *, also_on=True, subset="all"):
+    credit = "trained by a public re-implementation (akamaster/pytorch_resnet_cifar10), not by this book"
+    nets = {name: {"test_error": {"cifar10-original": e, **({"cifar10-jpeg": j} if also_on else {})},
+                   "published_error_pct": p, "paper_error_pct": t} for name, (e, j, p, t) in errors.items()}
+    data = {"source": "cifar10-original", "images": 10_000, "subset": subset,
+            **({"also_on": {"cifar10-jpeg": {"images": 10_000}}} if also_on else {})}
+    return {"kind": "accuracy", "credit": credit, "data": data, "nets": nets}
+
+
+def test_published_tables_keep_third_party_weights_apart_and_say_whose_they_are():
+    record = _published_accuracy({"resnet20": (0.0827, 0.1897, 8.27, 8.75), "resnet56": (0.0661, 0.1702, 6.61, 6.97)})
+    table = scorecard.published_beside_table6(record)
+    assert table.rows == [["ResNet-20", "8.75", "8.27", "8.27"], ["ResNet-56", "6.97", "6.61", "6.61"]]
+    assert "not by this book" in table.caption and "best test accuracy" in table.note
+    cost = scorecard.published_jpeg_cost(record)
+    assert cost.columns == ["network", "cifar10-original", "cifar10-jpeg", "difference (points)"]
+    assert cost.rows[0] == ["ResNet-20", "8.27", "18.97", "+10.70"] and "not by this book" in cost.caption
+    facts = scorecard.published_facts(record)
+    assert facts["resnet56-cifar10-jpeg"] == "17.02" and facts["resnet20-minus-table6"] == "-0.48"
+    assert (facts["jpeg-cost-min"], facts["jpeg-cost-max"]) == ("10.4", "10.7")
+    with pytest.raises(ValueError, match="full test sets of exactly two copies"):
+        scorecard.published_jpeg_cost(_published_accuracy({"resnet20": (0.08, 0.19, 8.27, 8.75)}, subset="the first 500"))
+    with pytest.raises(ValueError, match="stored 'accuracy' measurement"):
+        scorecard.published_beside_table6({**record, "kind": "lesions"})
+    live = _published_accuracy({"resnet20": (0.1, None, 8.27, 8.75)}, also_on=False, subset="the first 500 test images")
+    assert "the first 500 test images of cifar10-original" in scorecard.published_beside_table6(live).note
+    assert "jpeg-cost-min" not in scorecard.published_facts(live)

@@ -849,3 +849,67 @@ def seed_differences_table(differences: dict[str, dict[int, float]], *, referenc
             for name, diffs in differences.items() if diffs]
     return Table(["run", f"minus {display_name(reference)}, per seed (points)", "mean", "seeds"], rows,
                  caption=caption or f"{metric.capitalize()}, seed by seed", note=note)
+# --- third-party trained networks, kept apart from our runs -------------------------------------
+
+def _published_nets(record: dict, kind: str = "accuracy") -> dict:
+    if record.get("kind") != kind or "nets" not in record:
+        raise ValueError(f"expected a stored {kind!r} measurement of the published nets (resnet_book.published); "
+                         f"got kind {record.get('kind')!r}")
+    return record["nets"]
+
+
+def published_beside_table6(record: dict) -> Table:
+    """The paper's Table 6 beside the fully trained networks of a public re-implementation
+    (third-party weights, never our runs): the error its authors publish, and the error our code
+    measures with their weights on our data copy (``record``: :func:`resnet_book.published.load`
+    or ``measure`` of kind ``accuracy``)."""
+    nets, data = _published_nets(record), record["data"]
+    source = data["source"]
+    rows = [[f"ResNet-{name.removeprefix('resnet')}", f"{net['paper_error_pct']:.2f}", f"{net['published_error_pct']:.2f}",
+             f"{100 * net['test_error'][source]:.2f}"] for name, net in nets.items()]
+    images = f"{data['images']:,} test images" if data.get("subset", "all") == "all" else data["subset"]
+    return Table(["network", "paper, Table 6", "re-implementation, its README", f"measured here, {source}"], rows,
+                 align="lrrr", caption=f"CIFAR-10 test error (%): the paper and a public re-implementation's trained "
+                                       f"networks, {record['credit']}",
+                 note=f"Measured by this book's code with their weights on {images} of {source}. Their training "
+                      f"differs from the paper's: all 50,000 training images with no validation split, 200 epochs, "
+                      f"the checkpoint of the epoch with the best test accuracy (so their errors are slightly "
+                      f"optimistic), inputs normalised with ImageNet's channel statistics.")
+
+
+def published_jpeg_cost(record: dict) -> Table:
+    """The cost of the JPEG copy with the weights held fixed: the published nets (trained on the
+    original pixels by a public re-implementation) tested on both copies' full test sets."""
+    nets, data = _published_nets(record), record["data"]
+    source = data["source"]
+    others = sorted(data.get("also_on", {}))
+    if len(others) != 1 or data.get("subset", "all") != "all":
+        raise ValueError("the JPEG cost needs an accuracy measurement on the full test sets of exactly two copies "
+                         f"(measure(..., also_on=...), n_images=None); got {source} and {others or 'no other copy'}, "
+                         f"{data.get('subset', 'all')}")
+    other = others[0]
+    rows = [[f"ResNet-{name.removeprefix('resnet')}", f"{100 * net['test_error'][source]:.2f}",
+             f"{100 * net['test_error'][other]:.2f}",
+             f"{100 * (net['test_error'][other] - net['test_error'][source]):+.2f}"] for name, net in nets.items()]
+    return Table(["network", source, other, "difference (points)"], rows, align="lrrr",
+                 caption=f"Test error (%) of the same trained weights on the two copies, {record['credit']}",
+                 note=f"All {data['images']:,} test images of each copy (the same images, stored in a different order); "
+                      f"the weights were trained on the original pixels, so the difference is what the re-encoding "
+                      f"costs a network that never saw it.")
+
+
+def published_facts(record: dict) -> dict[str, str]:
+    """The numbers of :func:`published_beside_table6` and :func:`published_jpeg_cost` for the prose:
+    per net ``<net>-<source>`` (test error, %), ``<net>-minus-table6`` (ours minus the paper's,
+    points), and over the nets ``jpeg-cost-min`` / ``-max`` (points) when a second copy is measured."""
+    nets, data = _published_nets(record), record["data"]
+    out, costs = {}, []
+    for name, net in nets.items():
+        for source, error in net["test_error"].items():
+            out[f"{name}-{source}"] = f"{100 * error:.2f}"
+        main = 100 * net["test_error"][data["source"]]
+        out[f"{name}-minus-table6"] = f"{main - net['paper_error_pct']:+.2f}"
+        costs += [100 * e - main for s, e in net["test_error"].items() if s != data["source"]]
+    if costs:
+        out["jpeg-cost-min"], out["jpeg-cost-max"] = f"{min(costs):.1f}", f"{max(costs):.1f}"
+    return out
