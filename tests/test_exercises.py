@@ -333,6 +333,7 @@ def test_no_numeric_check_gives_the_expected_value_away(name):
 
 def test_path_counts_and_lesion_give_no_values_away():
     from resnet_book.analysis import path_length_counts
+    from resnet_book.data import jpeg_round_trip
 
     messages = []
     for wrong in (lambda n: [0] * (n + 1), lambda n: [1] * (n + 1), lambda n: path_length_counts(n)[::-1][:-1] + [0],
@@ -507,6 +508,7 @@ FORMULAS = {
     "check_basic_block": ["torch.relu(f + ", "f + shortcut"],
     "check_bottleneck_block": ["4 * width", "torch.relu(f + "],
     "check_resnet20": ["MyBasicBlock(channels"],
+    "check_jpeg_round_trip": ['format="JPEG"', "quality=quality", "Image.fromarray", "permute(1, 2, 0)"],
 }
 
 
@@ -640,6 +642,9 @@ def _wrong_answers(answers) -> dict:
                                     lambda x, c, s: _zero_pad(x, c, s) + 0.1 * (torch.arange(c) >= x.shape[1]).view(1, -1, 1, 1),
                                     lambda x, c, s: _zero_pad(x, c, 1), lambda x, c, s: x[:, :, ::s, ::s],
                                     lambda x, c, s: _zero_pad(x, c, s)[0]],
+        "check_jpeg_round_trip": [lambda i, q: i, lambda i, q: jpeg_round_trip(i, 75), lambda i, q: jpeg_round_trip(i, q).float(),
+                                  lambda i, q: jpeg_round_trip(i, q).permute(0, 2, 3, 1), lambda i, q: jpeg_round_trip(i, q) // 2,
+                                  lambda i, q: jpeg_round_trip(i.flip(1), q).flip(1), lambda i, q: jpeg_round_trip(i, q).numpy()],
         **_build_it_variants(answers),
     }
 
@@ -708,3 +713,26 @@ def test_a_check_run_in_the_shell_prints_its_confirmation_and_returns_nothing():
         result = shell.run_cell("exercises.check_path_counts(__import__('resnet_book').analysis.path_length_counts)")
     assert result.success and result.result is None
     assert cap.stdout.startswith("Correct") and "'" not in cap.stdout.splitlines()[0][:2]
+
+
+def test_jpeg_round_trip_reference_and_the_trained_network_table():
+    import types
+
+    from resnet_book.data import jpeg_round_trip
+    from resnet_book.train import error_rate
+    from resnet_book.weights import published
+
+    images = torch.randint(0, 256, (6, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    out = jpeg_round_trip(images, 75)
+    assert out.dtype == torch.uint8 and out.shape == images.shape and not torch.equal(out, images)
+    assert torch.equal(jpeg_round_trip(images, 75), out)
+    with pytest.raises(ValueError, match="uint8 tensor of shape"):
+        jpeg_round_trip(images.float())
+    with pytest.raises(ValueError, match="quality must be an integer from 1 to 95"):
+        jpeg_round_trip(images, 100)
+    data = types.SimpleNamespace(test_images=images, test_labels=torch.arange(6) % 10, source="fake")
+    table = exercises.jpeg_cost_table(lambda x, q: x.flip(3), n_images=4, data=data)
+    net = published("resnet20")
+    want = [100 * error_rate(net.model, x, data.test_labels[:4], net.normalize) for x in (images[:4], images[:4].flip(3))]
+    assert table.column("test error (%)") == [f"{want[0]:.1f}", f"{want[1]:.1f}", f"{want[1] - want[0]:+.1f}"]
+    assert "not by this book" in table.caption and "first 4 test images of fake" in table.caption

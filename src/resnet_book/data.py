@@ -473,3 +473,25 @@ def eval_batches(images: Tensor, labels: Tensor, normalize: Normalize, batch_siz
     """Single centre view (the image itself), normalised, in order."""
     for i in range(0, len(labels), batch_size):
         yield (normalize(images[i : i + batch_size].to(device)), labels[i : i + batch_size].to(device))
+
+
+def jpeg_round_trip(images: Tensor, quality: int = 75) -> Tensor:
+    """Each uint8 image of ``images`` (N x 3 x H x W) encoded as JPEG by Pillow at ``quality`` and
+    decoded again: a lossy re-encoding like the one that made the ``cifar10-jpeg`` copy (quality 75;
+    that copy's own encoder may differ in detail)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError("jpeg_round_trip needs a uint8 tensor of shape (N, 3, H, W); got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} of shape {tuple(getattr(images, 'shape', ()))}")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
+        raise ValueError(f"quality must be an integer from 1 to 95 (Pillow's range); got {quality!r}")
+    out = []
+    for image in images:
+        encoded = BytesIO()
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(encoded, format="JPEG", quality=quality)
+        decoded = Image.open(BytesIO(encoded.getvalue())).convert("RGB")
+        out.append(torch.from_numpy(np.array(decoded)).permute(2, 0, 1))
+    return torch.stack(out)

@@ -772,3 +772,71 @@ def check_resnet20(fn) -> str:
     got = _call(fn)
     _same_module(got, ref, torch.randn(4, 3, 32, 32), "your ResNet-20")
     return "Correct: your ResNet-20 loads the library's weights and gives identical outputs."
+
+
+# --- chapter 6: the trained networks ------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def jpeg_round_trip_cases() -> list[tuple[tuple, torch.Tensor]]:
+    """((images, quality), images after the library's round trip): noise and smooth images, two qualities."""
+    from .data import jpeg_round_trip
+
+    g = torch.Generator().manual_seed(6)
+    noise = torch.randint(0, 256, (3, 3, 32, 32), generator=g, dtype=torch.uint8)
+    ramp = torch.linspace(0, 255, 32).round().to(torch.uint8)
+    smooth = torch.stack([ramp.view(1, 32).expand(32, 32), ramp.view(32, 1).expand(32, 32),
+                          ramp.flip(0).view(1, 32).expand(32, 32)]).unsqueeze(0)
+    images = torch.cat([noise, smooth])
+    return [((images, q), jpeg_round_trip(images, q)) for q in (75, 30)]
+
+
+@exercise_check
+def check_jpeg_round_trip(fn) -> str:
+    """``fn(images, quality)`` must return ``images`` (uint8, N x 3 x H x W) after each has been
+    encoded as JPEG by Pillow at ``quality`` and decoded again."""
+    cases = jpeg_round_trip_cases()
+    for (images, quality), want in cases:
+        got = _call(fn, images.clone(), quality)
+        where = f"for {len(images)} images at quality {quality}"
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseError(f"return a torch tensor; got {type(got).__name__} ({where})")
+        if got.dtype != torch.uint8:
+            raise ExerciseError(f"return uint8 pixels (0 to 255), as the input; got {got.dtype} ({where})")
+        if tuple(got.shape) != tuple(images.shape):
+            hint = (": Pillow works on height x width x 3 arrays; give the channels their first place back"
+                    if got.dim() == 4 and got.shape[-1] == 3 else "")
+            raise ExerciseError(f"return the input's shape, images x channels x height x width; got "
+                                f"{tuple(got.shape)} ({where}){hint}")
+        if torch.equal(got, want):
+            continue
+        if torch.equal(got, images):
+            raise ExerciseError(f"your images come back unchanged ({where}): each must be encoded as JPEG and decoded")
+        if any(torch.equal(got, other) for (_, q), other in cases if q != quality):
+            raise ExerciseError(f"your round trip does not use the quality it is given ({where})")
+        raise ExerciseError(f"your images differ from a JPEG round trip through Pillow at that quality ({where}): "
+                            "encode each image on its own, as an RGB image of height x width x 3 uint8 values, "
+                            "and decode it back to the input's layout")
+    return (f"Correct: your round trip matches Pillow's JPEG encoding and decoding on {len(cases[0][0][0])} test "
+            f"images at qualities {_and(q for (_, q), _ in cases)}.")
+
+
+def jpeg_cost_table(round_trip, *, net: str = "resnet20", n_images: int = 1000, quality: int = 75, data=None):
+    """A published, fully trained network (third-party weights, :func:`resnet_book.weights.published`)
+    on the first ``n_images`` test images of ``data`` (default: ``RESNET_BOOK_DATA``), as stored and
+    after ``round_trip(images, quality)``: a :class:`~resnet_book.tables.Table` of the two test
+    errors and their difference."""
+    from .data import load_cifar10
+    from .tables import Table
+    from .train import error_rate
+    from .weights import published
+
+    trained = published(net)
+    data = data if data is not None else load_cifar10(progress=False)
+    images, labels = data.test_images[:n_images], data.test_labels[:n_images]
+    errors = [100 * error_rate(trained.model, x, labels, trained.normalize)
+              for x in (images, _call(round_trip, images, quality))]
+    rows = [["as stored", f"{errors[0]:.1f}"], [f"after your JPEG round trip (quality {quality})", f"{errors[1]:.1f}"],
+            ["difference (points)", f"{errors[1] - errors[0]:+.1f}"]]
+    return Table(["test images", "test error (%)"], rows, align="lr",
+                 caption=f"ResNet-{trained.depth}, {trained.credit}: the first {len(labels):,} test images of "
+                         f"{data.source}")
