@@ -442,14 +442,13 @@ def check_block_weights(fn) -> str:
             hint = ("every layer's weights grow with the square of the width (twice p, four times the weights); "
                     "yours do not: is a channel count missing from one of the layers?")
         elif kind == "bottleneck+projection" and got == _call(fn, "bottleneck", p):
-            hint = "the projection on the shortcut is a convolution too: count its weights."
+            hint = "this block's shortcut is not the identity: does your count include it?"
         else:
             hint = {
-                "basic": "count both 3x3 convolutions; each maps p channels to p channels.",
-                "bottleneck": "count the three convolutions one by one: their kernel sizes and the channels that go "
-                              "into and out of each (the block's input and output have 4p channels).",
-                "bottleneck+projection": "the bottleneck's layers plus the 1x1 projection, which maps the block's "
-                                         "input channels to its output channels.",
+                "basic": "is every convolution of the block in your count, each with its own kernel?",
+                "bottleneck": "recount the layers one at a time against the exercise's description of each.",
+                "bottleneck+projection": "the bottleneck's part is counted wrong here, or the shortcut's: check "
+                                         "the shortcut's layer against chapter 5's projection.",
             }[kind]
         raise ExerciseError(f"{msg}: {hint}")
     per_p2 = {kind: want for (kind, p), want in block_weight_cases() if p == 1}
@@ -493,15 +492,16 @@ def check_conv_macs(fn) -> str:
             continue
         strided, padded = conv.stride != (1, 1), conv.padding != (0, 0)
         if strided and got in (_macs_variant(conv, h, w, stride=False), conv.weight.numel() * h * w):
-            hint = "you counted every input position: with a stride, the output is smaller than the input."
+            hint = "your count does not see the stride."
         elif padded and got == _macs_variant(conv, h, w, padding=False):
-            hint = "the padding adds output positions: count the output's size with the padding."
+            hint = "your count does not see the padding."
         elif got == _macs_variant(conv, h, w, in_channels=False):
-            hint = "each output value is a sum over every input channel, not one."
+            hint = "your count treats the layer as if it had one input channel."
         elif got == conv.weight.numel():
-            hint = "that is the number of weights; each weight is used once per output position."
+            hint = "that is the number of the layer's weights, not of the multiply-adds it performs on an image."
         else:
-            hint = "find the output's height and width first, then the multiply-adds of one output value."
+            hint = ("none of the usual mistakes: compare your function with analysis.count_macs on a small layer of "
+                    "your own, changing one of kernel, stride, padding and channels at a time.")
         raise ExerciseError(f"for {conv} on {h}x{w} your count is {_direction(got, want)}: {hint}")
     return (f"Correct: your count agrees with torch.utils.flop_counter on all {len(conv_macs_cases())} layers, "
             "strided ones included.")
