@@ -434,3 +434,20 @@ def test_published_tables_keep_third_party_weights_apart_and_say_whose_they_are(
     live = _published_accuracy({"resnet20": (0.1, None, 8.27, 8.75)}, also_on=False, subset="the first 500 test images")
     assert "the first 500 test images of cifar10-original" in scorecard.published_beside_table6(live).note
     assert "jpeg-cost-min" not in scorecard.published_facts(live)
+
+
+
+
+def _stored(records):
+    from resnet_book.results import Runs
+    for r in records:
+        r["provenance"] = {"device": "cpu"}
+        r["curves"] = {"step": [1, 2, 3], "train_error": [0.9, 0.5, r["final"]["train_error"]],
+                       "test_error": [0.9, 0.6, r["final"]["test_error"]]}
+    return Runs("exp", records)
+
+
+def test_curve_order_counts_the_evaluations_where_one_mean_curve_is_below_another():
+    runs = _stored(_runs("a", "cpu", "cifar10-original", [50, 52]) + _runs("b", "cpu", "cifar10-original", [40, 40]))
+    t = scorecard.curve_order(runs, [("a", "b"), ("b", "a")])
+    assert t.rows == [["a", "b", "0 of 3", "0 of 3"], ["b", "a", "1 of 3", "1 of 3"]]

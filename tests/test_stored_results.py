@@ -75,15 +75,14 @@ def test_chapter_2_zero_init_with_option_b_every_run_lower_and_within_seed_noise
 
 
 def test_chapter_4_bottleneck83_behind_resnet56_at_the_cpu_budget_within_seed_noise():
-    """Ch. 4: "the bottleneck net ends behind ResNet-56 in every seed, by about 12 points of training
-    error on average, with a wide spread: one run ends close to chance (90%), one close to ResNet-56
-    ... still within seed noise by Welch's t"."""
+    """Ch. 4 (its numbers are glued; the words are guarded here): "The bottleneck net ends behind
+    ResNet-56 in every seed ... its best [run] close to ResNet-56's worst ... still within seed noise
+    by Welch's t"."""
     from resnet_book import scorecard
     bottleneck, resnet = _final("bottleneck", "bottleneck83", "train_error"), _final("bottleneck", "resnet56", "train_error")
     assert min(bottleneck) > max(resnet)
-    w = scorecard.welch(resnet, bottleneck)
-    assert round(w.difference) == 12 and not w.significant
-    assert max(bottleneck) > 80 and min(bottleneck) - max(resnet) < 5
+    assert not scorecard.welch(resnet, bottleneck).significant
+    assert min(bottleneck) - max(resnet) < 5
 
 
 def _runs(experiment, label, source="cifar10-original"):

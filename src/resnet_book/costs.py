@@ -1,21 +1,35 @@
-"""What training the paper's CIFAR-10 networks costs: images a budget shows, multiply-adds per image,
-the stored runs' measured wall time and throughput, and extrapolations from them.
+"""What the paper's networks cost: to train (budgets against the paper's recipe, multiply-adds by
+depth, the stored runs' measured wall time and throughput, and extrapolations from them: chapter 6)
+and to run (convolution weights, parameters, multiply-adds, values written and the time of a
+training step, block by block and network by network: chapters 4 and 5).
 
 Every extrapolation here is marked as one and says what it scales by; measured numbers come from
 stored runs (their provenance names the device) or, for the per-step GPU times, from the benchmark
-recorded in :data:`H100_STEP_MS`.
+recorded in :data:`H100_STEP_MS`. The counting itself is :mod:`resnet_book.analysis`'s
+(``torch.utils.flop_counter`` and forward hooks); the network-cost functions choose what is compared
+and return one :class:`~resnet_book.tables.Table`:
+
+* :func:`layer_by_layer` -- the convolutions of a few blocks, one row each (paper Fig. 5);
+* :func:`compare` -- whole models side by side, each against the first;
+* :func:`table1` -- paper Table 1's "FLOPs" recounted, against torchvision's models;
+* :func:`stride_placement` -- where ResNet-50's downsampling stride sits, and what it costs;
+* :func:`stage_totals` -- :func:`analysis.cost_breakdown` totals of two networks and their ratio;
+* :func:`step_times` -- the median time of a forward + backward step, pair by pair;
+* :func:`shortcut_options` -- what shortcut options A, B and C cost in a few networks (chapter 5).
 """
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Iterable
 
 import torch
+from torch import nn
 
-from . import results
+from . import analysis, results
 from .analysis import count_macs
-from .models import cifar_resnet
-from .tables import Table
+from .models import PAPER_TABLE1_GFLOPS, build_model, cifar_resnet, imagenet_resnet
+from .tables import Table, relative_change
 from .train import BUDGETS
 
 #: The paper's CIFAR-10 recipe: 64k iterations of batch 128 (Sec. 4.2).
@@ -156,3 +170,201 @@ def throughput_range(runs: Iterable[dict]) -> str:
     if not speeds:
         raise ValueError("no paper-budget runs given; their throughput is what this reports")
     return f"{min(speeds):,.0f} to {max(speeds):,.0f}"
+
+
+# --- what a network costs to run (chapters 4 and 5) ---------------------------------------------
+
+QUANTITIES = {
+    "convolution weights": lambda model, x: analysis.count_conv_weights(model),
+    "parameters": lambda model, x: analysis.count_parameters(model),
+    "multiply-adds": analysis.count_macs,
+    "values written": analysis.count_activations,
+}
+
+# paper Sec. 4.1: "VGG-16/19 nets (15.3/19.6 billion FLOPs)"
+PAPER_VGG_GFLOPS = {"vgg16": 15.3, "vgg19": 19.6}
+
+
+def _check_quantities(quantities) -> None:
+    unknown = [q for q in quantities if q not in QUANTITIES]
+    if unknown or not quantities:
+        raise ValueError(f"unknown quantities {unknown or list(quantities)}; allowed: {', '.join(QUANTITIES)}")
+
+
+def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
+    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+
+def layer_by_layer(blocks: dict[str, nn.Module], *, size: int = 56) -> Table:
+    """Every convolution of each block in ``blocks`` (name -> block, run on one ``size`` x ``size``
+    map): kernel, channels, weights and multiply-adds, then the block's total (multiply-adds of the
+    whole block from ``torch.utils.flop_counter``); the note gives all parameters, BN included."""
+    rows, params = [], []
+    for name, block in blocks.items():
+        convs = {n: m for n, m in block.named_modules() if isinstance(m, nn.Conv2d)}
+        if not convs:
+            raise ValueError(f"{name!r} has no convolution to count")
+        x = torch.zeros(1, next(iter(convs.values())).in_channels, size, size)
+        trace = analysis.branch_layers(block, x)
+        shapes = {e["name"]: e["out_shape"] for part in ("branch", "shortcut") for e in trace[part]}
+        for lname, conv in convs.items():
+            k, n = conv.kernel_size, conv.weight.numel()
+            rows.append([name, f"{lname}: {k[0]}×{k[1]}, {conv.in_channels}→{conv.out_channels}", n,
+                         n * shapes[lname][1] * shapes[lname][2]])
+        rows.append([name, "total", analysis.count_conv_weights(block), analysis.count_macs(block, x)])
+        params.append(f"{name} {analysis.count_parameters(block):,}")
+    return Table(["block", "layer: kernel, channels", "weights", "multiply-adds"], rows, align="llrr",
+                 caption=f"The blocks layer by layer (multiply-adds on a {size}×{size} map)",
+                 note="all parameters incl. BN: " + "; ".join(params))
+
+
+def compare(models: dict[str, nn.Module], x: torch.Tensor, *, quantities=("parameters", "multiply-adds"),
+            caption: str = "", note: str = "") -> Table:
+    """``models`` (name -> module) side by side on the input ``x``: each of ``quantities`` (keys of
+    :data:`QUANTITIES`), and for every model after the first how much more (or less) it is, in
+    per cent, in a column ``vs <first>``."""
+    _check_quantities(quantities)
+    if len(models) < 1:
+        raise ValueError("compare needs at least one model")
+    counts = {name: [QUANTITIES[q](m, x) for q in quantities] for name, m in models.items()}
+    first = next(iter(counts))
+    rows = []
+    for name, values in counts.items():
+        rows.append([name, *values])
+        if name != first:
+            rows[-1] = [name, *(f"{v:,} ({relative_change(v, r)})" for v, r in zip(values, counts[first]))]
+    return Table(["", *quantities], rows, align="l" + "r" * len(quantities), caption=caption,
+                 note=note or f"in brackets: how much more than {first}")
+
+
+def table1(*, size: int = 224) -> Table:
+    """Paper Table 1's multiply-adds (its "FLOPs") for ResNet-18 ... 152, and the paper's VGG-16/19
+    (Sec. 4.1), recounted: the parameters (millions; whether torchvision's model has exactly as
+    many), the paper's count, ours with the paper's stride placement ("1x1") and with torchvision's
+    ("3x3"), in billions per ``size`` x ``size`` image."""
+    import torchvision
+
+    x = torch.zeros(1, 3, size, size)
+    rows = []
+    for depth, paper in PAPER_TABLE1_GFLOPS.items():
+        ours = build_model(f"resnet{depth}")  # torchvision's layout: the stride on the 3x3 ("v1.5")
+        params = analysis.count_parameters(ours)
+        same = params == analysis.count_parameters(getattr(torchvision.models, f"resnet{depth}")())
+        paper_layout = analysis.count_macs(imagenet_resnet(depth, stride_in="1x1"), x) / 1e9
+        rows.append([f"ResNet-{depth}", f"{params / 1e6:.1f}", "yes" if same else "no", f"{paper:.1f}",
+                     f"{paper_layout:.2f}", f"{analysis.count_macs(ours, x) / 1e9:.2f}"])
+    for name, paper in PAPER_VGG_GFLOPS.items():
+        vgg = getattr(torchvision.models, name)()
+        rows.append([name.upper().replace("VGG", "VGG-"), f"{analysis.count_parameters(vgg) / 1e6:.1f}", None,
+                     f"{paper:.1f}", f"{analysis.count_macs(vgg, x) / 1e9:.2f}", None])
+    return Table(["network", "parameters (M)", "= torchvision", "paper", "ours, paper layout", "ours, torchvision"],
+                 rows, align="lrlrrr",
+                 caption=f"Table 1 recounted: billions of multiply-adds (the paper's \"FLOPs\") per {size}×{size} image",
+                 note="paper: the ResNets from Table 1 (ResNet-18/34: basic blocks, 50/101/152: bottleneck blocks); "
+                      "VGG-16/19 from Sec. 4.1 (\"15.3/19.6 billion FLOPs\"). VGG has one layout: its count is in the "
+                      "paper-layout column. \"= torchvision\": the same parameter count, exactly.")
+
+
+def stride_placement(depth: int = 50, *, stage: str = "layer2") -> Table:
+    """The first block of ``stage`` of ResNet-``depth`` (a bottleneck network) with the stride on
+    its first 1x1 convolution (the paper) and on its 3x3 (torchvision): the strides of its
+    convolutions and its multiply-adds in millions."""
+    rows, names = [], []
+    for stride_in, who in (("1x1", "the paper"), ("3x3", "torchvision")):
+        model = imagenet_resnet(depth, stride_in=stride_in)
+        block = getattr(model, stage)[0]
+        convs = {n: m.stride[0] for n, m in block.named_modules() if isinstance(m, nn.Conv2d)}
+        x = torch.zeros(1, block.conv1.in_channels, *(2 * [_input_size(model, stage)]))
+        rows.append([f"on the {stride_in} ({who})", ", ".join(map(str, convs.values())),
+                     f"{analysis.count_macs(block, x) / 1e6:.1f}"])
+        names = list(convs)
+    return Table(["stride", "strides of " + ", ".join(names), "multiply-adds (millions)"], rows,
+                 caption=f"ResNet-{depth}, first block of conv{int(stage[5:]) + 1}_x ({x.shape[1]} channels at "
+                         f"{x.shape[2]}×{x.shape[3]} in)")
+
+
+def _input_size(model: nn.Module, stage: str, size: int = 224) -> int:
+    """The height of the feature map entering ``stage`` for a ``size`` x ``size`` image."""
+    seen = {}
+
+    def record(module, args):
+        seen["h"] = args[0].shape[2]
+
+    handle = getattr(model, stage).register_forward_pre_hook(record)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size))
+    finally:
+        handle.remove()
+    return seen["h"]
+
+
+def stage_totals(breakdowns: dict[str, dict[str, dict[str, int]]], *, note: str = "") -> Table:
+    """The totals over stages of two :func:`analysis.cost_breakdown` results (name -> breakdown),
+    in millions, and the second over the first."""
+    if len(breakdowns) != 2:
+        raise ValueError(f"stage_totals compares two networks; got {len(breakdowns)}")
+    (a, ca), (b, cb) = breakdowns.items()
+    rows = []
+    for key, label in (("parameters", "parameters"), ("macs", "multiply-adds"), ("activations", "values written")):
+        ta, tb = (sum(stage[key] for stage in c.values()) for c in (ca, cb))
+        rows.append([label, f"{ta / 1e6:,.1f}", f"{tb / 1e6:,.1f}", f"{tb / ta:.2f}"])
+    return Table(["millions", a, b, "ratio"], rows, caption="Per image, summed over the stages", note=note)
+
+
+def step_times(pairs: dict[str, dict[str, tuple[nn.Module, torch.Tensor]]], *, repeats: int = 3,
+               caption: str = "") -> Table:
+    """One training step (forward + backward, :func:`analysis.time_training_step`) of each model,
+    timed on the device its input is on: per pair (title -> {name: (model, input batch)}, two
+    models each) the milliseconds of both (median of ``repeats``), and the second's time,
+    multiply-adds and values written over the first's (counted on one image)."""
+    rows = []
+    for title, models in pairs.items():
+        if len(models) != 2:
+            raise ValueError(f"{title!r}: a pair has two models; got {len(models)}")
+        seconds, macs, written = {}, {}, {}
+        for name, (model, x) in models.items():
+            model = model.to(x.device)
+            seconds[name] = statistics.median(analysis.time_training_step(model, x, repeats=repeats))
+            macs[name], written[name] = analysis.count_macs(model, x[:1]), analysis.count_activations(model, x[:1])
+        a, b = models
+        rows.append([f"{a} ({title})", f"{1000 * seconds[a]:.1f}", None, None, None])
+        rows.append([f"{b} ({title})", f"{1000 * seconds[b]:.1f}", f"{seconds[b] / seconds[a]:.2f}×",
+                     f"{macs[b] / macs[a]:.2f}×", f"{written[b] / written[a]:.2f}×"])
+    return Table(["network", "ms per step", "time", "multiply-adds", "values written"], rows, caption=caption,
+                 note=f"median of {repeats}; ratios: each pair's second network over its first")
+
+
+SHORTCUT_QUANTITIES = ("projections", "parameters", "multiply-adds")
+
+
+@functools.lru_cache(maxsize=None)
+def _option_counts(name: str, option: str) -> dict[str, int]:
+    model = build_model(name, shortcut=option)
+    size = 32 if name.startswith(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")) else 224
+    x = torch.zeros(1, 3, size, size)
+    return {"projections": sum(isinstance(b.downsample, nn.Sequential) for _, b in analysis.blocks(model)),
+            "parameters": analysis.count_parameters(model), "multiply-adds": analysis.count_macs(model, x)}
+
+
+def shortcut_options(quantity: str, networks=("resnet20", "resnet32", "resnet56", "resnet110", "resnet34")) -> Table:
+    """Shortcut options A, B and C in each of ``networks`` (CIFAR ones on 32x32, ImageNet ones on
+    224x224 images): the number of projection shortcuts (one column per option), or the
+    ``"parameters"`` / ``"multiply-adds"`` per image with how many more than with A and than with B."""
+    if quantity not in SHORTCUT_QUANTITIES:
+        raise ValueError(f"unknown quantity {quantity!r}; allowed: {', '.join(SHORTCUT_QUANTITIES)}")
+    names = {n: f"ResNet-{n[6:]}" for n in networks}
+    if quantity == "projections":
+        return Table(["network", *(f"option {o}" for o in "ABC")],
+                     [[names[n], *(_option_counts(n, o)["projections"] for o in "ABC")] for n in networks],
+                     caption="Projection shortcuts")
+    rows = []
+    for n in networks:
+        count = {o: _option_counts(n, o)[quantity] for o in "ABC"}
+        rows += [[names[n], o, count[o], relative_change(count[o], count["A"]),
+                  relative_change(count[o], count["B"]) if o == "C" else None] for o in "ABC"]
+    per = " per image (32×32; ImageNet networks: 224×224)" if quantity == "multiply-adds" else ""
+    return Table(["network", "option", quantity, "vs A", "vs B"], rows, align="llrrr",
+                 caption=f"{quantity.capitalize()}{per}, counted exactly; vs A, vs B: how many more than with "
+                         "option A, B")

@@ -462,6 +462,23 @@ def source_effects(records: Iterable[dict], *, budget: str, reference: str = "ci
     return out
 
 
+def curve_order(runs: "results.Runs", pairs: Iterable[tuple[str, str]],
+                metrics: Iterable[str] = ("train_error", "test_error")) -> tables.Table:
+    """For each pair of labels ``(a, b)``: at how many of the evaluations the mean curve over seeds
+    of ``a`` is below that of ``b``, for each metric."""
+    metrics = list(metrics)
+    rows = []
+    for a, b in pairs:
+        row = [a, b]
+        for key in metrics:
+            low, high = runs.mean_curve(a, key)["mean"], runs.mean_curve(b, key)["mean"]
+            row.append(f"{sum(x < y for x, y in zip(low, high))} of {len(low)}")
+        rows.append(row)
+    names = {"train_error": "training error", "test_error": "test error"}
+    return tables.Table(["mean error of", "below that of", *(f"{names.get(m, m)}: at evaluations" for m in metrics)], rows,
+                 caption="Mean curves over the seeds, compared evaluation by evaluation", note=runs.describe())
+
+
 class Report:
     """Verdicts as a readable list: Markdown in a notebook or the book, plain text elsewhere."""
 
