@@ -304,8 +304,7 @@ def lesion_study(model: nn.Module, error: Callable[[nn.Module], float], *, ks: I
     """Veit et al. (2016), Sec. 4: the error (``error(model)``, e.g. test error) with nothing
     dropped, with each block dropped alone (``None`` for blocks that cannot be dropped), and with
     ``draws`` random sets of ``k`` droppable blocks dropped together, for each ``k`` in ``ks``."""
-    names = [n for n, _ in blocks(model)]
-    can = set(droppable(model))
+    names, can, sets = _lesion_sets(model, ks, draws, seed)
     out = {"baseline": error(model), "single": {}, "random_sets": {}}
     for n in names:
         if n in can:
@@ -313,16 +312,12 @@ def lesion_study(model: nn.Module, error: Callable[[nn.Module], float], *, ks: I
                 out["single"][n] = error(model)
         else:
             out["single"][n] = None
-    rng = random.Random(seed)
-    pool = sorted(can, key=names.index)
-    for k in ks:
-        if k > len(pool):
-            continue
+    for k, draw in sets.items():
         errs = []
-        for _ in range(draws):
-            with lesion(model, rng.sample(pool, k)):
+        for dropped in draw:
+            with lesion(model, dropped):
                 errs.append(error(model))
-        out["random_sets"][str(k)] = errs
+        out["random_sets"][k] = errs
     return out
 
 
@@ -729,3 +724,65 @@ def gradient_profile(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
               if len(profiles) > 1 else 0.0) for n in grad}
     return {"grad_norm": grad, "grad_norm_sd": sd, "act_std": mean_profile(profiles, "act_std"),
             "batches": len(profiles)}
+
+
+def _lesion_sets(model: nn.Module, ks: Iterable[int], draws: int, seed: int) -> tuple[list[str], set[str], dict]:
+    """The block names, the droppable ones and the random sets of :func:`lesion_study` (the same
+    draws for the same ``seed``)."""
+    names = [n for n, _ in blocks(model)]
+    can = set(droppable(model))
+    rng = random.Random(seed)
+    pool = sorted(can, key=names.index)
+    sets = {str(k): [rng.sample(pool, k) for _ in range(draws)] for k in ks if k <= len(pool)}
+    return names, can, sets
+
+
+@torch.no_grad()
+def lesion_study_over(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], *, ks: Iterable[int] = (2, 4, 6, 8),
+                      draws: int = 3, seed: int = 0) -> dict:
+    """:func:`lesion_study` with the error rate over ``batches`` (``(x, y)`` pairs) as the error, the
+    same blocks dropped (the same random sets for the same ``seed``) and the same numbers, computed
+    with less work: each batch runs once through the intact network, keeping every block's input,
+    and each lesioned network starts from the input of its first dropped block (everything before
+    it is unchanged). For :class:`~resnet_book.models.cifar.CifarResNet` networks, in eval mode."""
+    from .models.cifar import CifarResNet
+
+    if not isinstance(model, CifarResNet):
+        raise ValueError(f"lesion_study_over runs CifarResNet networks; got {type(model).__name__} (use lesion_study)")
+    names, can, sets = _lesion_sets(model, ks, draws, seed)
+    table = dict(blocks(model))
+    configs = [[n] for n in names if n in can] + [s for draw in sets.values() for s in draw]
+    wrong = [0] * len(configs)
+    wrong_intact, total = 0, 0
+    was_training = model.training
+    model.eval()
+
+    def head(h):
+        if model.preact:
+            h = model.relu(model.final_bn(h))
+        return model.fc(model.avgpool(h).flatten(1))
+
+    try:
+        for x, y in batches:
+            h = model.conv1(x) if model.preact else model.relu(model.bn1(model.conv1(x)))
+            inputs = []
+            for n in names:
+                inputs.append(h)
+                h = table[n](h)
+            wrong_intact += int((head(h).argmax(1) != y).sum())
+            total += len(y)
+            for c, dropped in enumerate(configs):
+                first = min(names.index(n) for n in dropped)
+                with lesion(model, dropped):
+                    h = inputs[first]
+                    for n in names[first:]:
+                        h = table[n](h)
+                    wrong[c] += int((head(h).argmax(1) != y).sum())
+    finally:
+        model.train(was_training)
+    if not total:
+        raise ValueError("no batches to evaluate")
+    errors = iter([w / total for w in wrong])
+    single = {n: next(errors) if n in can else None for n in names}
+    return {"baseline": wrong_intact / total, "single": single,
+            "random_sets": {k: [next(errors) for _ in draw] for k, draw in sets.items()}}

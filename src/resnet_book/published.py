@@ -17,7 +17,7 @@ mode unless said otherwise, images normalised as the nets were trained (ImageNet
   addition), by layer in forward order, the std taken over all entries (images x channels x
   positions) of all images (:func:`analysis.layer_responses_over`); under ``branch`` the same
   numbers for each block's residual ``F(x)`` (its last BN's output);
-* ``lesions``: Veit et al. (2016) (:func:`analysis.lesion_study`): the test error with nothing
+* ``lesions``: Veit et al. (2016) (:func:`analysis.lesion_study_over`): the test error with nothing
   dropped, with each block dropped alone, and with ``draws`` random sets of ``k`` blocks dropped
   together for each ``k`` of ``ks`` (seeded);
 * ``relu_masked``: per block, the share of the entries of ``F(x) + x`` that are negative, which the
@@ -74,6 +74,7 @@ FORMAT = 1
 EVAL_BATCH = 500
 GRADIENT_BATCH = 256  # as the runs' profile analysis (256 images per backward pass)
 LESION_KS = (2, 4, 6, 8, 10, 12)
+LESION_BATCH = 200  # each block's input is kept for one batch: about 200 MB for ResNet-56
 LESION_DRAWS = 3
 COMMAND = "python -m resnet_book measure-published"
 
@@ -129,8 +130,8 @@ def _responses(net, images, labels, device, **_) -> dict:
 
 
 def _lesions(net, images, labels, device, *, ks=LESION_KS, draws=LESION_DRAWS, seed=0, **_) -> dict:
-    norm = net.normalize.to(device)
-    out = analysis.lesion_study(net.model, lambda m: error_rate(m, images, labels, norm), ks=ks, draws=draws, seed=seed)
+    b = _batches(images, labels, net.normalize, LESION_BATCH, device)
+    out = analysis.lesion_study_over(net.model, b, ks=ks, draws=draws, seed=seed)
     return {**out, "ks": list(ks), "draws": draws, "seed": seed, "blocks": len(analysis.blocks(net.model))}
 
 
