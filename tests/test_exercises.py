@@ -503,6 +503,7 @@ FORMULAS = {
     "check_conv_macs": ["// stride", "+ 2 *", "out_channels *", "numel() *"],
     "check_zero_pad_shortcut": ["torch.cat", "::stride", "new_zeros"],
     "check_shortcut_parameters": ["2,752", "2752", "5,600", "5600", "2,560", "2560"],
+    "check_padded_zero_share": ["register_forward_hook", "in_planes, ", "== 0).float().mean()"],
     "check_paper_schedule": ["0.1 *", "** ("],
     "check_training_epochs": ["163.84", "7.68", "0.47%", "iterations * batch"],
     "check_basic_block": ["torch.relu(f + ", "f + shortcut"],
@@ -615,6 +616,25 @@ def _build_it_variants(answers):
     }
 
 
+def _padded_share_mistakes(right):
+    def channels(which):
+        def fn(model, x, block):
+            out = {}
+            b = model.get_submodule(block)
+            handle = b.register_forward_hook(lambda m, i, o: out.__setitem__("h", o))
+            with torch.no_grad():
+                model.eval()(x)
+            handle.remove()
+            c_in, c_out = b.downsample.in_planes, b.downsample.out_planes
+            idx = {"copied": list(range(c_in)), "all": list(range(c_out))}[which]
+            return float((out["h"][:, idx] == 0).float().mean())
+        return fn
+
+    return [channels("copied"), channels("all"), lambda m, x, b: 1 - right(m, x, b),
+            lambda m, x, b: 100 * right(m, x, b), lambda m, x, b: right(m, x, b) * 0.9,
+            lambda m, x, b: [right(m, x, b)]]
+
+
 def _wrong_answers(answers) -> dict:
     """Typical wrong answers of every check that is not in NUMERIC_CHECKS."""
     from resnet_book.analysis import path_length_counts
@@ -645,6 +665,7 @@ def _wrong_answers(answers) -> dict:
         "check_jpeg_round_trip": [lambda i, q: i, lambda i, q: jpeg_round_trip(i, 75), lambda i, q: jpeg_round_trip(i, q).float(),
                                   lambda i, q: jpeg_round_trip(i, q).permute(0, 2, 3, 1), lambda i, q: jpeg_round_trip(i, q) // 2,
                                   lambda i, q: jpeg_round_trip(i.flip(1), q).flip(1), lambda i, q: jpeg_round_trip(i, q).numpy()],
+        "check_padded_zero_share": _padded_share_mistakes(answers["check_padded_zero_share"]),
         **_build_it_variants(answers),
     }
 

@@ -155,39 +155,41 @@ def test_chapter_3_preactivation_ahead_of_both_resnet56_baselines():
                                _final("preactivation", "preresnet56", "test_error")).significant
 
 
-def test_chapter_5_option_a_zero_init_lower_but_within_seed_noise():
-    """Ch. 5: "the latter still ended lower in mean training error (58.3 ± 1.8% against 65.1 ± 3.3%),
-    a difference within seed noise by Welch's t"."""
-    from resnet_book import scorecard
+def test_chapter_5_option_a_zero_init_lower():
+    """Ch. 5 (numbers and 'within seed noise' glued): "at our budget the latter still ended lower in
+    mean training error"."""
     standard, zero = _final("zero-init", "resnet56", "train_error"), _final("zero-init", "resnet56-zero-init", "train_error")
-    assert (round(statistics.mean(zero), 1), round(statistics.stdev(zero), 1)) == (58.3, 1.8)
-    assert round(statistics.mean(standard), 1) == 65.1
-    assert not scorecard.welch(standard, zero).significant
+    assert statistics.mean(zero) < statistics.mean(standard)
 
 
 def test_chapter_5_shortcut_options_c_behind_a_and_b_undecided():
-    """Ch. 5: "A < B < C in mean training error at the end, 54.6 ± 1.2% (A), 55.4 ± 2.5% (B) and 60.3 ±
-    0.9% (C) ... C is above both A and B at every one of the twelve evaluations ... its best seed is 1.6
-    points behind A's worst in test error, 3.7 in training error; C against A is beyond seed noise ...
-    B's mean curve is above A's at nine of the twelve evaluations in training error and ten in test
-    error"; and "the option-A runs are bit-for-bit the same as chapter 2's ResNet-32 runs"."""
-    from resnet_book import results, scorecard
-    runs = results.load("shortcuts", budget="cpu", source="cifar10-original", root=RESULTS)
-    means = {o: round(statistics.mean(_final("shortcuts", f"resnet32-{o}", "train_error")), 1) for o in "ABC"}
-    assert means == {"A": 54.6, "B": 55.4, "C": 60.3}
-
-    def above(lo, hi, key):
-        return sum(a < b for a, b in zip(runs.mean_curve(f"resnet32-{lo}", key)["mean"],
-                                         runs.mean_curve(f"resnet32-{hi}", key)["mean"]))
-
-    assert [above(lo, "C", key) for lo in "AB" for key in ("train_error", "test_error")] == [12] * 4
-    assert (above("A", "B", "train_error"), above("A", "B", "test_error")) == (9, 10)
-    for metric, gap in (("test_error", 1.6), ("train_error", 3.7)):
-        a, c = _final("shortcuts", "resnet32-A", metric), _final("shortcuts", "resnet32-C", metric)
-        assert round(min(c) - max(a), 1) == gap
-        assert scorecard.welch(a, c).significant
+    """Ch. 5 (numbers, counts and noise verdicts glued; the words guarded here): "A < B < C in mean
+    training error at the end ... and in test error too ... C is slower than A in every seed ...
+    A and B are not told apart"; and "the option-A runs are bit-for-bit the same as chapter 2's
+    ResNet-32 runs"."""
+    from resnet_book import scorecard
+    for metric in ("train_error", "test_error"):
+        means = [statistics.mean(_final("shortcuts", f"resnet32-{o}", metric)) for o in "ABC"]
+        assert means == sorted(means), metric
+        assert min(_final("shortcuts", "resnet32-C", metric)) > max(_final("shortcuts", "resnet32-A", metric))
     assert not scorecard.welch(_final("shortcuts", "resnet32-A", "train_error"),
                                _final("shortcuts", "resnet32-B", "train_error")).significant
     for source in ("cifar10-original", "cifar10-jpeg"):
         for a, b in zip(_runs("shortcuts", "resnet32-A", source), _runs("reversal", "resnet32", source)):
             assert a["curves"] == b["curves"] and a["final"] == b["final"]
+
+
+def test_chapter_5_trained_padded_channels_alive_about_half_zero_and_smaller():
+    """Ch. 5 (numbers glued; the words guarded here): in the published trained networks "the padded
+    channels are alive ... close to the half that a ReLU cuts ... their output is smaller"."""
+    from resnet_book import published, shortcuts
+    path = published.path("padded_channels", root=RESULTS)
+    if not path.is_file():
+        pytest.skip("the padded_channels measurement of the published networks is not stored yet")
+    record = published.load("padded_channels", root=RESULTS)
+    facts = shortcuts.padded_channel_facts(record)
+    assert facts["dead"] == "0" and facts["nets"] == "4" and record["data"]["subset"] == "all"
+    assert 40 <= int(facts["padded-zero-min"]) and int(facts["padded-zero-max"]) <= 65
+    for blocks in record["nets"].values():
+        for b in (v for v in blocks.values() if isinstance(v, dict)):
+            assert b["padded"]["out_std"] < b["copied"]["out_std"]

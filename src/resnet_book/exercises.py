@@ -611,6 +611,79 @@ def check_shortcut_parameters(fn) -> str:
     return f"Correct: B adds {b_text}; C adds {slope:,}n {'-' if offset < 0 else '+'} {abs(offset):,}."
 
 
+def _padded_zero_reference(model, x, block: str) -> dict[str, float]:
+    """The share of exactly-zero output entries of ``block`` over ``x``, in its padded channels and
+    in its copied ones (:func:`analysis.padded_channel_stats`), and over all its channels."""
+    from .analysis import padded_channel_stats
+
+    stats = padded_channel_stats(model, [x])[block]
+    n = {g: len(stats["channels"][g]) for g in ("padded", "copied")}
+    shares = {g: stats[g]["out_zero_share"] for g in n}
+    shares["all"] = sum(shares[g] * n[g] for g in n) / sum(n.values())
+    return shares
+
+
+@functools.lru_cache(maxsize=None)
+def _padded_zero_models() -> dict[str, torch.nn.Module]:
+    """The networks the check measures: a trained ResNet-20 (published weights) if its file is here,
+    and freshly initialised option-A ResNet-20s, one with zero-initialised branches."""
+    from .weights import published
+
+    torch.manual_seed(0)
+    models = {"a new ResNet-20": cifar_resnet(20).eval(),
+              "a new ResNet-20 with zero-initialised branches": cifar_resnet(20, zero_init_residual=True).eval()}
+    try:
+        models["the trained ResNet-20"] = published("resnet20").model
+    except (FileNotFoundError, OSError, ValueError):
+        pass
+    return models
+
+
+@functools.lru_cache(maxsize=None)
+def padded_zero_cases() -> list[tuple[tuple[str, str], float]]:
+    """``((model name, block), share of exact zeros in the padded channels)`` over a fixed batch."""
+    x = _padded_zero_input()
+    return [((name, block), _padded_zero_reference(model, x, block)["padded"])
+            for name, model in _padded_zero_models().items() for block in ("layer2.0", "layer3.0")]
+
+
+@functools.lru_cache(maxsize=None)
+def _padded_zero_input() -> torch.Tensor:
+    return torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@exercise_check
+def check_padded_zero_share(fn) -> str:
+    """``fn(model, x, block)`` must return the share (a float from 0 to 1) of the entries of the
+    output of the block named ``block`` of ``model``, in the channels its option-A shortcut fills
+    with zeros, that are exactly 0 on the images ``x`` (eval mode)."""
+    x, models = _padded_zero_input(), _padded_zero_models()
+    for (name, block), want in padded_zero_cases():
+        model = models[name]
+        got = _call(fn, model, x.clone(), block)
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        _require_number(got, f"{name}, {block}")
+        if not 0 <= got <= 1:
+            raise ExerciseError(f"for {name}, {block}: a share is a number from 0 to 1 (not a percentage or a count).")
+        if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-7):
+            continue
+        if model.training:
+            raise ExerciseError("leave the model in eval mode: your function switched it to training mode.")
+        ref = _padded_zero_reference(model, x, block)
+        if math.isclose(got, ref["copied"], rel_tol=1e-5, abs_tol=1e-7):
+            hint = "those are the channels the shortcut copies from the block's input, not the padded ones."
+        elif math.isclose(got, ref["all"], rel_tol=1e-5, abs_tol=1e-7):
+            hint = "you counted over all of the block's channels; count only those the shortcut pads with zeros."
+        elif math.isclose(got, 1 - want, rel_tol=1e-5, abs_tol=1e-7):
+            hint = "you counted the entries that are not zero."
+        else:
+            hint = "check which tensor you read (the block's output, after its last ReLU) and which channels you count."
+        raise ExerciseError(f"for {name}, {block} your share is {_direction(got, want)}: {hint}")
+    names = _and(sorted({name for (name, _), _ in padded_zero_cases()}))
+    return f"Correct: your shares agree with the library's measurement on {names}."
+
+
 # --- chapter 6 ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)

@@ -469,7 +469,7 @@ def curve_order(runs: "results.Runs", pairs: Iterable[tuple[str, str]],
     metrics = list(metrics)
     rows = []
     for a, b in pairs:
-        row = [a, b]
+        row = [display_name(a), display_name(b)]
         for key in metrics:
             low, high = runs.mean_curve(a, key)["mean"], runs.mean_curve(b, key)["mean"]
             row.append(f"{sum(x < y for x, y in zip(low, high))} of {len(low)}")
