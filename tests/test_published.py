@@ -219,3 +219,16 @@ def test_published_weights_score_exactly_their_published_accuracies(shared_cifar
 
 if __name__ == "__main__" and "--measure" in sys.argv:  # run by the test above with pinned kernels
     print(json.dumps(measure(sys.argv[sys.argv.index("--measure") + 1])))
+
+
+def test_describe_names_whose_weights_which_images_and_who_measured():
+    from resnet_book import published
+
+    record = {"kind": "lesions", "credit": weights.CREDIT, "nets": {"resnet20": {}, "resnet56": {}},
+              "data": {"source": "cifar10-original", "images": 10000}, "provenance": {"device": "CPU", "torch": "2.5.1"}}
+    assert published.describe(record, "resnet56") == (
+        "ResNet-56 trained by a public re-implementation (akamaster/pytorch_resnet_cifar10), not by this book; "
+        "measured by this book's code on 10,000 test images of cifar10-original (CPU, torch 2.5.1)")
+    assert published.describe(record).startswith("ResNet-20, ResNet-56 trained by a public")
+    with pytest.raises(ValueError, match="'resnet32' is not in this 'lesions' measurement"):
+        published.describe(record, "resnet32")

@@ -267,3 +267,17 @@ def load(kind: str, *, source: str = DEFAULT_SOURCE, root: str | os.PathLike | N
 def stored(*, source: str = DEFAULT_SOURCE, root: str | os.PathLike | None = None) -> list[str]:
     """The kinds stored for data ``source``."""
     return [k for k in KINDS if path(k, source=source, root=root).is_file()]
+
+
+def describe(record: dict, net: str | None = None) -> str:
+    """Where a stored (or live) measurement comes from, for a caption or a figure's note: whose
+    weights (:data:`resnet_book.weights.CREDIT`), which net(s), how many test images of which data
+    copy, and that this book's code measured them (device, torch)."""
+    nets = [net] if net else list(record["nets"])
+    unknown = [n for n in nets if n not in record["nets"]]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not in this {record['kind']!r} measurement; it holds {', '.join(record['nets'])}")
+    names = ", ".join(f"ResNet-{n.removeprefix('resnet')}" for n in nets)
+    data, prov = record["data"], record["provenance"]
+    return (f"{names} {record['credit']}; measured by this book's code on {data['images']:,} test images of "
+            f"{data['source']} ({prov['device']}, torch {prov['torch']})")
