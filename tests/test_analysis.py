@@ -367,3 +367,19 @@ def test_lesion_summary_and_table():
     assert [r[0] for r in t.rows] == ["ResNet-56 #1", "ResNet-56 #2", "trained"]
     with pytest.raises(ValueError, match="dropped no block"):
         analysis.lesion_summary({"baseline": 0.3, "single": {"layer2.0": None}})
+
+
+def test_response_table_and_facts_read_fig_7_in_numbers():
+    plain = [{"layer1.0.bn1": 2.0, "layer1.0.bn2": 1.0, "layer2.0.bn1": 1.0, "layer2.0.bn2": 0.9},
+             {"layer1.0.bn1": 1.6, "layer1.0.bn2": 1.2, "layer2.0.bn1": 1.1, "layer2.0.bn2": 1.0}]
+    res = [{"layer1.0.bn1": 0.8, "layer1.0.bn2": 0.4, "layer2.0.bn1": 0.6, "layer2.0.bn2": 0.2}]
+    table = analysis.response_table({"plain-x": plain, "ResNet-x": res})
+    assert table.rows[0] == ["plain-x", "2", "1.075", "0.90", "2.00", "1.425", "1.025"]
+    assert table.rows[1] == ["ResNet-x", "1", "0.500", "0.20", "0.80", "0.700", "0.300"]
+    facts = analysis.response_facts({"plain-x": plain, "ResNet-x": res})
+    assert facts["plain-x-above"] == "1, 1" and facts["plain-x-above-max"] == "2.0, 1.6"
+    assert facts["plain-x-above-stage1"] == "yes" and facts["plain-x-argmax"] == "layer1.0.bn1"
+    assert (facts["plain-x-later-min"], facts["plain-x-later-max"]) == ("0.90", "1.10")
+    assert (facts["ResNet-x-median"], facts["ResNet-x-bn2"]) == ("0.500", "0.300")
+    assert (facts["order"], facts["monotone"], facts["monotone-bn2"]) == ("ResNet-x, plain-x", "yes", "yes")
+    assert analysis.response_facts({"ResNet-x": res, "plain-x": plain})["monotone"] == "no"

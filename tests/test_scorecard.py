@@ -301,6 +301,9 @@ def test_compare_labels_at_a_step_and_at_the_end_and_its_table_and_facts():
     facts = scorecard.comparison_facts(comps)
     assert facts["plain56-plain20-train-100-diff"] == "+10.00" and facts["plain56-plain20-train-100-noise"] == "within"
     assert facts["plain56-plain20-train-diff"] == "+20.00" and facts["plain56-plain20-train-noise"] == "beyond"
+    assert (facts["plain56-plain20-train-first"], facts["plain56-plain20-train-second"]) == ("70.0, 72.0", "50.0, 52.0")
+    assert facts["plain56-plain20-train-apart"] == "yes" and facts["plain56-plain20-train-100-apart"] == "yes"
+    assert (facts["plain56-plain20-train-std-first"], facts["plain56-plain20-train-std-second"]) == ("1.4", "1.4")
     with pytest.raises(ValueError, match="not evaluated at step 75"):
         scorecard.compare_labels(_two_depths(), [("plain20", "plain56")], steps=(75,))
 

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 import statistics
@@ -786,3 +787,61 @@ def lesion_study_over(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
     single = {n: next(errors) if n in can else None for n in names}
     return {"baseline": wrong_intact / total, "single": single,
             "random_sets": {k: [next(errors) for _ in draw] for k, draw in sets.items()}}
+
+
+def _median_response(runs: list[dict[str, float]], suffix: str = "") -> float:
+    """The median over the layers whose name ends with ``suffix`` of each run's response std,
+    averaged over the runs."""
+    return sum(statistics.median(v for k, v in r.items() if k.endswith(suffix)) for r in runs) / len(runs)
+
+
+def response_table(responses: dict[str, list[dict[str, float]]], *, note: str = ""):
+    """Paper Fig. 7 in numbers: per network (a list of :func:`layer_responses` results, one per run
+    or trained net), the median over its 3x3 layers of the response std (mean over runs), the
+    smallest and largest layer over all runs, and the medians of the first BN of each block and of
+    the second (the end of the residual branch, ``F(x)`` in a ResNet)."""
+    from .tables import Table
+
+    rows = []
+    for name, runs in responses.items():
+        med = functools.partial(_median_response, runs)
+        rows.append([name, len(runs), f"{med():.3f}", f"{min(min(r.values()) for r in runs):.2f}",
+                     f"{max(max(r.values()) for r in runs):.2f}", f"{med('bn1'):.3f}", f"{med('bn2'):.3f}"])
+    return Table(["network", "nets", "median", "smallest", "largest", "median, 1st BN", "median, 2nd BN (end of F)"],
+                 rows, caption="Std of the 3×3 layers' responses (after BN, before ReLU or addition)",
+                 note="median over a net's layers, averaged over its nets (runs); smallest and largest over all "
+                      "layers of all its nets" + (f"; {note}" if note else ""))
+
+
+def response_facts(responses: dict[str, list[dict[str, float]]], *, above: float = 1.5) -> dict[str, str]:
+    """The numbers of :func:`response_table` for the prose, per network ``<name>`` (spaces and
+    capitals kept as given, e.g. ``ResNet-56``): ``-median``, ``-bn1``, ``-bn2`` (3 decimals),
+    ``-min``, ``-max`` (2 decimals); ``-later-min`` / ``-later-max``: the layers outside the first
+    stage; ``-above``: per run, how many layers exceed ``above`` ('6, 11, 12'); ``-above-max``: per
+    run its largest std (1 decimal); ``-above-stage1``: 'yes' if every such layer is in the first
+    stage; ``-argmax``: the layer with the largest std (per run, repeats dropped). Also
+    ``order``: the networks by median, smallest first, and ``monotone``: 'yes' when the medians
+    fall in the order the networks are given, ``monotone-bn2`` the same for the medians of the
+    second BN of each block (the ends of the residual branches)."""
+    out = {}
+    medians = {}
+    for name, runs in responses.items():
+        med = functools.partial(_median_response, runs)
+        medians[name] = med()
+        later = [v for r in runs for k, v in r.items() if not k.startswith("layer1")]
+        big = [{k: v for k, v in r.items() if v > above} for r in runs]
+        out |= {f"{name}-median": f"{med():.3f}", f"{name}-bn1": f"{med('bn1'):.3f}", f"{name}-bn2": f"{med('bn2'):.3f}",
+                f"{name}-min": f"{min(min(r.values()) for r in runs):.2f}",
+                f"{name}-max": f"{max(max(r.values()) for r in runs):.2f}",
+                f"{name}-later-min": f"{min(later):.2f}" if later else "–",
+                f"{name}-later-max": f"{max(later):.2f}" if later else "–",
+                f"{name}-above": ", ".join(str(len(b)) for b in big),
+                f"{name}-above-max": ", ".join(f"{max(r.values()):.1f}" for r in runs),
+                f"{name}-above-stage1": "yes" if all(k.startswith("layer1") for b in big for k in b) else "no",
+                f"{name}-argmax": ", ".join(dict.fromkeys(max(r, key=r.get) for r in runs))}
+    values = list(medians.values())
+    ends = [_median_response(runs, "bn2") for runs in responses.values()]
+    out["order"] = ", ".join(sorted(medians, key=medians.get))
+    out["monotone"] = "yes" if all(a > b for a, b in zip(values, values[1:])) else "no"
+    out["monotone-bn2"] = "yes" if all(a > b for a, b in zip(ends, ends[1:])) else "no"
+    return out

@@ -84,3 +84,32 @@ def fit_mapping(variant: str, alpha: float, *, blocks: int = 8, width: int = 16,
         return FitResult(variant, alpha, rec_steps, errors, (change / norm).item())
     finally:
         torch.set_num_threads(threads)
+
+
+def _slug(variant: str) -> str:
+    return variant.replace(", ", "-").replace(" ", "-")  # "residual, zero-init" -> "residual-zero-init"
+
+
+def fit_table(fits_by_alpha: dict[float, list[FitResult]]):
+    """One row per distance ``alpha`` and stack: the error at the first step and at the last, and
+    how far the stack moved its convolution weights (``weight_change``, %)."""
+    from .tables import Table
+
+    rows = [[f"{alpha:g}", f.variant, f"{f.relative_error[0]:.3g}", f"{f.relative_error[-1]:.3g}",
+             f"{100 * f.weight_change:.0f}"] for alpha, fits in fits_by_alpha.items() for f in fits]
+    steps = sorted({f.steps[-1] for fits in fits_by_alpha.values() for f in fits})
+    return Table(["alpha", "stack", "error at step 1", f"error at step {', '.join(map(str, steps))}",
+                  "weights moved (%)"], rows, note="error: MSE / var(target), 1 for a constant prediction; weights "
+                  "moved: ‖θ − θ₀‖ / ‖θ₀‖ over the convolution weights")
+
+
+def fit_facts(fits_by_alpha: dict[float, list[FitResult]]) -> dict[str, str]:
+    """The numbers of :func:`fit_table` for the prose: ``a<alpha>-<stack>-start``, ``-end`` (errors,
+    3 significant digits) and ``-moved`` (%, no decimals), e.g. ``a0-residual-zero-init-moved``."""
+    out = {}
+    for alpha, fits in fits_by_alpha.items():
+        for f in fits:
+            key = f"a{alpha:g}-{_slug(f.variant)}"
+            out |= {f"{key}-start": f"{f.relative_error[0]:.3g}", f"{key}-end": f"{f.relative_error[-1]:.3g}",
+                    f"{key}-moved": f"{100 * f.weight_change:.0f}"}
+    return out

@@ -151,6 +151,8 @@ class Comparison:
     source: str
     test: Welch
     step: int | None = None  # the evaluation step compared (None: the final values)
+    values_a: tuple[float, ...] = ()  # the runs' values, in seed order (where the comparison keeps them)
+    values_b: tuple[float, ...] = ()
 
     @property
     def outcome(self) -> str:
@@ -585,10 +587,11 @@ def compare_labels(runs: "results.Runs", pairs, *, metrics=("train_error", "test
         if basis[a] != basis[b]:
             raise ValueError(f"{a} ({basis[a]['budget']} on {basis[a]['source']}) and {b} ({basis[b]['budget']} "
                              f"on {basis[b]['source']}) differ in budget or data source; compare within one")
+        ra, rb = (sorted(groups[x], key=lambda r: r["seed"]) for x in (a, b))
         for step in steps:
             for metric in metrics:
-                test = welch([_at(r, metric, step) for r in groups[a]], [_at(r, metric, step) for r in groups[b]])
-                out.append(Comparison(a, b, metric, basis[a]["budget"], basis[a]["source"], test, step))
+                va, vb = tuple(_at(r, metric, step) for r in ra), tuple(_at(r, metric, step) for r in rb)
+                out.append(Comparison(a, b, metric, basis[a]["budget"], basis[a]["source"], welch(va, vb), step, va, vb))
     return out
 
 
@@ -618,12 +621,19 @@ def comparison_table(comparisons: list[Comparison], *, caption: str = "", note: 
 def comparison_facts(comparisons: list[Comparison]) -> dict[str, str]:
     """The numbers of :func:`comparison_table` for the prose (``tables.glue``): per comparison
     ``<b>-<a>-<train|test>[-<step>]`` with suffixes ``-diff`` (points, signed), ``-t`` and
-    ``-noise`` ('beyond' or 'within')."""
+    ``-noise`` ('beyond' or 'within'), ``-first`` / ``-second`` (each run's value in seed order, %,
+    one decimal: '61.8, 65.2, 68.3', of ``b`` and of ``a``), ``-std-first`` / ``-std-second`` (%,
+    one decimal) and ``-apart`` ('yes' when every run of one ends below every run of the other)."""
     out = {}
     for c in comparisons:
         key = f"{c.b}-{c.a}-{c.metric.split('_')[0]}" + (f"-{c.step}" if c.step is not None else "")
         out |= {f"{key}-diff": f"{c.test.difference:+.2f}", f"{key}-t": f"{c.test.t:+.1f}",
-                f"{key}-noise": "beyond" if c.test.significant else "within"}
+                f"{key}-noise": "beyond" if c.test.significant else "within",
+                f"{key}-std-first": f"{c.test.std_b:.1f}", f"{key}-std-second": f"{c.test.std_a:.1f}"}
+        if c.values_a and c.values_b:
+            apart = max(c.values_b) < min(c.values_a) or max(c.values_a) < min(c.values_b)
+            out |= {f"{key}-first": ", ".join(f"{v:.1f}" for v in c.values_b),
+                    f"{key}-second": ", ".join(f"{v:.1f}" for v in c.values_a), f"{key}-apart": "yes" if apart else "no"}
     return out
 
 
@@ -703,7 +713,7 @@ def family_gap_table(plain: "results.Runs", resnet: "results.Runs", depths=(20, 
         (ma, sa), (mb, sb) = results.mean_std(va), results.mean_std(vb)
         rows.append([d, f"{ma:.1f} ± {sa:.1f}", f"{mb:.1f} ± {sb:.1f}", f"{gap:+.1f}"])
     return Table(["depth", f"plain: {word} error (%)", f"ResNet: {word} error (%)", "plain − ResNet (points)"], rows,
-                 note=f"final values, mean ± std over seeds; {plain.describe()}")
+                 note=f"final values, mean ± std over seeds (train error: the running training error); {plain.describe()}")
 
 
 def family_gap_facts(plain: "results.Runs", resnet: "results.Runs", depths=(20, 32, 44, 56), *,
