@@ -233,3 +233,11 @@ def test_sync_gives_figures_alt_text():
         for c in nbformat.read(path, as_version=4).cells:
             if c.cell_type == "code" and sync_notebooks.figure_alt(c.source, None):
                 assert c.metadata["mystnb"]["image"]["alt"].startswith("Figure"), (path.name, c.source[:80])
+
+
+def test_a_chapter_is_named_by_number_or_assignment():
+    second = CHAPTERS[1].stem
+    for name in ("2", "02", second, f"notebooks/{second}.ipynb"):
+        assert make_student.resolve(name) == second
+    with pytest.raises(SystemExit, match=r"no chapter '9': give a number \(1-6\)"):
+        make_student.resolve("9")
