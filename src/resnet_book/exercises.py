@@ -50,10 +50,13 @@ Follow this pattern (``tests/test_exercises.py`` enforces it for every ``check_*
 4. Call the learner's code only through :func:`_call` (or :func:`_same_module` for modules): it
    turns ``NotImplementedError`` into "not implemented yet" and the learner's own errors into an
    :class:`ExerciseError` that shows the learner's frames only.
-5. Register the check in ``tests/test_exercises.py`` (``NUMERIC_CHECKS`` with its cases, or
-   ``WRONG_ANSWERS`` with typical wrong answers and the check's formula words in ``FORMULAS``):
-   the test renders every failure as IPython shows it and asserts that no expected value, formula
-   or "Correct" appears.
+5. Register the check in ``tests/test_exercises.py``: in ``NUMERIC_CHECKS`` (its cases function
+   and a mistakes function), or with a few typical wrong answers in ``_wrong_answers``; and the
+   words of its answer (the formula, the key line of the solution) in ``FORMULAS``.  The notebook
+   solution that calls it is its right answer.  The test renders every failure as IPython shows it
+   (Context and Verbose) and asserts that no expected value, formula, line of the check's source or
+   "Correct" appears; ``test_every_check_is_covered_by_the_rendering_test`` fails until the new
+   check is registered.
 """
 from __future__ import annotations
 
