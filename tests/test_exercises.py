@@ -670,9 +670,16 @@ def _wrong_answers(answers) -> dict:
     }
 
 
+def _library_answers() -> dict:
+    """Right answers from the library, for checks whose exercise is not in a notebook yet."""
+    from resnet_book.data import jpeg_round_trip
+
+    return {"check_jpeg_round_trip": jpeg_round_trip}
+
+
 @pytest.fixture(scope="module")
 def answers():
-    return _notebook_answers()
+    return {**_library_answers(), **_notebook_answers()}
 
 
 def test_every_check_is_covered_by_the_rendering_test(answers):
@@ -680,7 +687,8 @@ def test_every_check_is_covered_by_the_rendering_test(answers):
     covered = set(NUMERIC_CHECKS) | set(_wrong_answers(answers))
     assert checks <= covered, f"add wrong answers for {sorted(checks - covered)} to _wrong_answers or NUMERIC_CHECKS"
     assert checks <= set(FORMULAS), f"add the answer's words of {sorted(checks - set(FORMULAS))} to FORMULAS"
-    assert checks <= set(answers), f"no notebook solution calls {sorted(checks - set(answers))}"
+    assert checks <= set(answers), (f"no notebook solution calls {sorted(checks - set(answers))}; until one does, "
+                                    "give a right answer in _library_answers")
     for name in checks:
         assert hasattr(getattr(exercises, name), "__wrapped__"), f"{name} must be decorated with @exercise_check"
 
