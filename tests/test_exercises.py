@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -510,6 +511,7 @@ FORMULAS = {
     "check_bottleneck_block": ["4 * width", "torch.relu(f + "],
     "check_resnet20": ["MyBasicBlock(channels"],
     "check_jpeg_round_trip": ['format="JPEG"', "quality=quality", "Image.fromarray", "permute(1, 2, 0)"],
+    "check_branch_response_median": ['which="branch"', "statistics.median", "net.normalize(images)"],
 }
 
 
@@ -666,6 +668,10 @@ def _wrong_answers(answers) -> dict:
                                   lambda i, q: jpeg_round_trip(i, q).permute(0, 2, 3, 1), lambda i, q: jpeg_round_trip(i, q) // 2,
                                   lambda i, q: jpeg_round_trip(i.flip(1), q).flip(1), lambda i, q: jpeg_round_trip(i, q).numpy()],
         "check_padded_zero_share": _padded_share_mistakes(answers["check_padded_zero_share"]),
+        "check_branch_response_median": [_responses_answer("branch", statistics.mean),
+                                         _responses_answer("bn", statistics.median),
+                                         _responses_answer("branch", statistics.median, normalize=False),
+                                         lambda net, images: [0.5]],
         **_build_it_variants(answers),
     }
 
@@ -675,6 +681,16 @@ def _library_answers() -> dict:
     from resnet_book.data import jpeg_round_trip
 
     return {"check_jpeg_round_trip": jpeg_round_trip}
+
+
+def _responses_answer(which, summary, normalize=True):
+    """A wrong answer to exercise 2.7: another layer set, summary or input scale."""
+    from resnet_book.analysis import layer_responses
+
+    def answer(net, images):
+        x = net.normalize(images) if normalize else images.float()
+        return summary(layer_responses(net.model, x, which=which).values())
+    return answer
 
 
 @pytest.fixture(scope="module")

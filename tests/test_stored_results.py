@@ -170,7 +170,8 @@ def test_chapter_5_trained_padded_channels_alive_about_half_zero_and_smaller():
 
 def test_chapter_2_fully_trained_resnets_have_smaller_responses_the_deeper_they_are():
     """Ch. 2 (numbers glued; the words guarded here): the fully trained ResNets' median response
-    "falls at every step from 20 to 56 layers, and so does the median of the branch ends"; exercise
+    "falls at every step from 20 to 56 layers, and so does the median of the branch ends ... the
+    largest in each net is the end of its last block's residual branch"; exercise
     2.7: "The deeper network's is the smaller"."""
     from resnet_book import analysis, published
     if "responses" not in published.stored(root=RESULTS):
@@ -180,6 +181,7 @@ def test_chapter_2_fully_trained_resnets_have_smaller_responses_the_deeper_they_
     assert list(nets) == ["resnet20", "resnet32", "resnet44", "resnet56"]
     assert (facts["monotone"], facts["monotone-bn2"]) == ("yes", "yes")
     assert all(float(facts[f"resnet{d}-median"]) < 0.9 for d in (20, 32, 44, 56))
+    assert [facts[f"resnet{d}-argmax"] for d in (20, 32, 44, 56)] == [f"layer3.{(d - 2) // 6 - 1}.bn2" for d in (20, 32, 44, 56)]
 
 
 def test_chapter_1_what_the_prose_says_beyond_its_glued_numbers():

@@ -338,6 +338,60 @@ def _last_bn_name(block) -> str:
     return next(name for name, m in block.named_children() if m is block.last_bn)
 
 
+@functools.lru_cache(maxsize=None)
+def branch_response_cases() -> list[tuple[tuple, float]]:
+    """((published net name, images), expected): the median over blocks of the std of ``F(x)``
+    measured by the library (:func:`resnet_book.analysis.layer_responses`, ``which="branch"``) on
+    fixed random uint8 images, for two published nets."""
+    from statistics import median as _median
+
+    from .analysis import layer_responses
+    from .weights import published
+
+    images = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    cases = []
+    for name in ("resnet20", "resnet32"):
+        net = published(name)
+        cases.append(((name, images), _median(layer_responses(net.model, net.normalize(images), which="branch").values())))
+    return cases
+
+
+@exercise_check
+def check_branch_response_median(fn) -> str:
+    """``fn(net, images)`` (a :class:`~resnet_book.weights.Published` net and uint8 images) must
+    return the median, over the net's residual blocks, of the standard deviation of each block's
+    residual function ``F(x)`` (its last BN's output), in evaluation mode, on the images
+    normalised as the net expects, as one float."""
+    from statistics import median as _median
+
+    from .analysis import layer_responses
+    from .weights import published
+
+    for (name, images), want in branch_response_cases():
+        net = published(name)
+        got = _call(fn, net, images.clone())
+        if isinstance(got, torch.Tensor) and got.numel() == 1:
+            got = got.item()
+        _require_number(got, f"for {name}")
+        if math.isclose(got, want, rel_tol=1e-4):
+            continue
+        x = net.normalize(images)
+        every_layer = _median(layer_responses(net.model, x, which="bn").values())
+        branches = list(layer_responses(net.model, x, which="branch").values())
+        raw = _median(layer_responses(net.model, images.float(), which="branch").values())
+        if math.isclose(got, every_layer, rel_tol=1e-4):
+            hint = "you took every 3×3 layer's response; only the end of each residual branch, F(x), is asked"
+        elif math.isclose(got, sum(branches) / len(branches), rel_tol=1e-4):
+            hint = "you averaged over the blocks; the median is asked"
+        elif math.isclose(got, raw, rel_tol=1e-4):
+            hint = "the images must first be normalised as the net was trained (net.normalize)"
+        else:
+            hint = "check which layer you hook, that the net is in eval mode and that the std is over all entries"
+        raise ExerciseError(f"for {name} your median is {_direction(got, want)}: {hint}")
+    return (f"Correct: your measurement matches the library's on {len(branch_response_cases())} published nets "
+            f"({len(branch_response_cases()[0][0][1])} images each).")
+
+
 # --- chapter 3 ---------------------------------------------------------------------------------
 
 @exercise_check
