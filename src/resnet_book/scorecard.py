@@ -896,8 +896,8 @@ def published_beside_table6(record: dict) -> Table:
              f"{100 * net['test_error'][source]:.2f}"] for name, net in nets.items()]
     images = f"{data['images']:,} test images" if data.get("subset", "all") == "all" else data["subset"]
     return Table(["network", "paper, Table 6", "re-implementation, its README", f"measured here, {source}"], rows,
-                 align="lrrr", caption=f"CIFAR-10 test error (%): the paper and a public re-implementation's trained "
-                                       f"networks, {record['credit']}",
+                 align="lrrr", caption=f"CIFAR-10 test error (%): the paper's Table 6 and four fully trained networks "
+                                       f"{record['credit']}",
                  note=f"Measured by this book's code with their weights on {images} of {source}. Their training "
                       f"differs from the paper's: all 50,000 training images with no validation split, 200 epochs, "
                       f"the checkpoint of the epoch with the best test accuracy (so their errors are slightly "
@@ -919,7 +919,7 @@ def published_jpeg_cost(record: dict) -> Table:
              f"{100 * net['test_error'][other]:.2f}",
              f"{100 * (net['test_error'][other] - net['test_error'][source]):+.2f}"] for name, net in nets.items()]
     return Table(["network", source, other, "difference (points)"], rows, align="lrrr",
-                 caption=f"Test error (%) of the same trained weights on the two copies, {record['credit']}",
+                 caption=f"Test error (%) of the same fixed weights on the two copies: networks {record['credit']}",
                  note=f"All {data['images']:,} test images of each copy (the same images, stored in a different order); "
                       f"the weights were trained on the original pixels, so the difference is what the re-encoding "
                       f"costs a network that never saw it.")
