@@ -92,7 +92,7 @@ def test_a_budget_where_the_control_goes_the_claims_way_too_does_not_count():
     resnets_worse = _runs("r20", "cpu", "cifar10", [40.0, 41.0, 39.0]) + _runs("r44", "cpu", "cifar10", [55.0, 54.0, 56.0])
     (v,) = evaluate([claim], plain + resnets_worse)
     assert v.verdict == "not reproduced"
-    assert any(e.startswith("cpu budget: not counted") and "r20 − r44 = -15.00" in e for e in v.evidence)
+    assert any(e.startswith("cpu budget: not counted") and "(r20 − r44 = -15.00 points, t = " in e for e in v.evidence)
     facts = scorecard.Report([v]).facts()
     assert (facts["d-cpu-control"], facts["d-cpu-min"], facts["d-cpu-max"]) == ("15.0", "20.0", "20.0")
     assert scorecard.Report([v])["d"] is v
@@ -106,7 +106,7 @@ def test_the_stored_cpu_runs_do_not_count_for_the_degradation_because_the_resnet
     (v,) = evaluate([c for c in scorecard.CLAIMS if c.key == "degradation"], records)
     assert v.verdict == "not reproduced"
     (confound,) = [e for e in v.evidence if "not counted" in e]
-    assert "resnet20 − resnet56 = -14.20 points (t = -6.9" in confound
+    assert "beyond seed noise (resnet20 − resnet56 = -14.20 points, t = -6.9, 3+3 seeds)" in confound
 
 
 def test_within_noise_at_paper_scale_but_clear_at_cpu_is_reduced_scale_only():

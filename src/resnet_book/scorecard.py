@@ -338,8 +338,11 @@ def _evaluate_order(claim: Claim, records: list[dict]) -> Verdict:
             if confound:
                 decided[budget] = "confounded"
                 controls.append(confound)
-                evidence.append(f"{budget} budget: not counted, because at this budget the control goes the same "
-                                f"way ({confound.text()}), so it cannot separate the claim from what the two share")
+                w, unit = confound.test, " points" if claim.metric.endswith("_error") else ""
+                evidence.append(f"{budget} budget: not counted, because at this budget the control goes the same way, "
+                                f"beyond seed noise ({confound.b} − {confound.a} = {w.difference:+.2f}{unit}, t = "
+                                f"{w.t:+.1f}, {w.n_a}+{w.n_b} seeds), so it cannot separate the claim from what the "
+                                f"two share")
     reduced = [b for b, v in decided.items() if b != "paper" and v == "as claimed"]
     if not comparisons:
         verdict, basis = "quoted only", ""
@@ -895,7 +898,7 @@ def published_beside_table6(record: dict) -> Table:
     rows = [[f"ResNet-{name.removeprefix('resnet')}", f"{net['paper_error_pct']:.2f}", f"{net['published_error_pct']:.2f}",
              f"{100 * net['test_error'][source]:.2f}"] for name, net in nets.items()]
     images = f"{data['images']:,} test images" if data.get("subset", "all") == "all" else data["subset"]
-    return Table(["network", "paper, Table 6", "re-implementation, its README", f"measured here, {source}"], rows,
+    return Table(["network", "paper, Table 6", "re-implementation, its README", "measured here"], rows,
                  align="lrrr", caption=f"CIFAR-10 test error (%): the paper's Table 6 and four fully trained networks "
                                        f"{record['credit']}",
                  note=f"Measured by this book's code with their weights on {images} of {source}. Their training "
