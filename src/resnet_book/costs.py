@@ -118,7 +118,7 @@ def paper_recipe_hours_table(hours: dict[int, dict]) -> Table:
              None if h["cpu_hours"] is None else f"~{h['cpu_hours']:.0f}"] for d, h in hours.items()]
     gpus = sorted({h["gpu_device"] for h in hours.values() if h["gpu_device"]})
     cpus = sorted({h["cpu_device"] for h in hours.values() if h["cpu_device"]})
-    return Table(["network", "multiply-adds per image", "vs ResNet-20", "GPU hours, shared by 12 runs",
+    return Table(["network", "multiply-adds per image", "vs 20 layers", "GPU hours, shared by 12 runs",
                   "CPU hours"], rows, align="lrrrr",
                  caption="One run of the paper's recipe (64,000 iterations of batch 128), hours",
                  note=f"GPU: {', '.join(gpus) or 'no paper-budget runs stored'}, twelve runs at once under CUDA MPS; "
