@@ -207,3 +207,42 @@ def test_cli_measures_stores_resumes_and_skips(tmp_path, capsys):
     assert cli.main(args + ["--kinds", "accuracy", "--jpeg", str(tmp_path / "nowhere")]) == 0  # nothing to do
     assert cli.main(args + ["--kinds", "accuracy", "--overwrite", "--jpeg", str(tmp_path / "nowhere")]) == 2
     assert "pass --jpeg FOLDER" in capsys.readouterr().err
+
+
+# --- the stored measurements (made by `python -m resnet_book measure-published`) ---------------------
+
+def _stored(kind):
+    return json.loads((STORED / f"{kind}.json").read_text())
+
+
+@pytest.mark.parametrize("kind", published.KINDS)
+def test_stored_measurements_are_complete_with_provenance(kind):
+    rec = _stored(kind)
+    assert (STORED / f"{kind}.json").stat().st_size < 200_000
+    assert rec["kind"] == kind and rec["credit"] == weights.CREDIT
+    if kind != "lesions":  # lesions: ResNet-56 (the others where measured)
+        assert list(rec["nets"]) == list(weights.PUBLISHED)
+    assert rec["data"] == {**rec["data"], "source": "cifar10-original", "images": 10_000, "subset": "all"}
+    assert {n: f["sha256"] for n, f in rec["weights"]["files"].items()} == {
+        n: weights._PUBLISHED_FILES[n][1] for n in rec["nets"]}
+    p = rec["provenance"]
+    assert p["git_dirty"] is False and len(p["git_commit"]) == 40 and p["wall_time_s"] > 0
+    assert rec == published.load(kind, root=REPO / "data" / "results")
+
+
+def test_stored_accuracy_is_the_published_one_on_the_original_pixels():
+    rec = _stored("accuracy")
+    wrong = {n: r["wrong"]["cifar10-original"] for n, r in rec["nets"].items()}
+    assert wrong == {"resnet20": 827, "resnet32": 737, "resnet44": 690, "resnet56": 661}
+    assert all(r["images"] == {"cifar10-original": 10_000, "cifar10-jpeg": 10_000} for r in rec["nets"].values())
+    assert all(r["wrong"]["cifar10-jpeg"] > r["wrong"]["cifar10-original"] for r in rec["nets"].values())
+
+
+def test_stored_lesions_drop_every_block():
+    rec = _stored("lesions")
+    assert "resnet56" in rec["nets"]
+    for name, r in rec["nets"].items():
+        n = 3 * (int(name[6:]) - 2) // 6
+        assert len(r["single"]) == n and all(e is not None for e in r["single"].values())
+        assert [int(k) for k in r["random_sets"]] == [k for k in published.LESION_KS if k <= n]
+        assert r["baseline"] == _stored("accuracy")["nets"][name]["test_error"]["cifar10-original"]
