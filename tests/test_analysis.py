@@ -340,8 +340,9 @@ def test_profile_ratios_and_tables():
     assert "vs_input" not in analysis.profile_ratios(stats)
     t = analysis.profile_ratio_table({(56, "ResNet, BN"): stats}, x)
     assert t.rows == [["56", "ResNet, BN", "4", "4", "1.73"]]
-    g = analysis.gradient_profiles({"one": stats, "two seeds": [stats, stats]})
-    assert g["one"] == g["two seeds"] == {"layer1.0": 8.0, "layer2.0": 1.0, "layer3.0": 2.0}
+    g = analysis.gradient_profiles({"one": stats, "two seeds": [stats, stats], "stored": {"layer1.0": 8.0, "layer2.0": 1.0,
+                                                                                          "layer3.0": 2.0}})
+    assert g["one"] == g["two seeds"] == g["stored"] == {"layer1.0": 8.0, "layer2.0": 1.0, "layer3.0": 2.0}
     assert analysis.gradient_table(g).rows[0] == ["one", "4", "8"]
     assert analysis.relative_step_table({(56, "plain, BN"): 2110.0}).rows == [["56", "plain, BN", "2.11e+03"]]
 

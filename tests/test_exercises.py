@@ -169,6 +169,28 @@ def test_chapter_3_checks_give_hints():
         exercises.check_lesion_errors(lambda model, error: {"layer1.0": 0.0})
 
 
+def test_costliest_block_check_finds_the_typical_mistakes():
+    def costs(model, error):
+        out = {}
+        for name in analysis.droppable(model):
+            with analysis.lesion(model, [name]):
+                out[name] = error(model)
+        return out
+
+    exercises.check_costliest_block(lambda model, error: max(costs(model, error), key=costs(model, error).get))
+    answers = {family: exercises._costliest_block_case(family, seed)[2] for family, seed in exercises.costliest_block_cases()}
+    assert len({max(c, key=c.get) for c in answers.values()}) > 1  # the cases do not share one answer
+    with pytest.raises(exercises.ExerciseError, match="costs the least: you want the most"):
+        exercises.check_costliest_block(lambda model, error: min(costs(model, error), key=costs(model, error).get))
+    with pytest.raises(exercises.ExerciseError, match="another block's removal costs more"):
+        exercises.check_costliest_block(lambda model, error: analysis.droppable(model)[-1])
+    with pytest.raises(exercises.ExerciseError, match="not a block this plain network can drop"):
+        exercises.check_costliest_block(lambda model, error: "layer2.0" if model.layer2[0].residual is False
+                                        else max(costs(model, error), key=costs(model, error).get))
+    with pytest.raises(exercises.ExerciseError, match="return the block's name, a str"):
+        exercises.check_costliest_block(lambda model, error: ["layer1.0"])
+
+
 def test_chapter_4_checks_give_hints():
     right = {"basic": lambda p: 18 * p * p, "bottleneck": lambda p: 17 * p * p, "bottleneck+projection": lambda p: 33 * p * p}
     _passes(exercises.check_block_weights, lambda kind, p: right[kind](p))
@@ -500,6 +522,7 @@ FORMULAS = {
     "check_zero_init": ["bn2.weight", ".zero_()", "last_bn", "init_paper_"],
     "check_path_counts": ["binomial", "C(n, k)", "comb(", "choose", "most paths"],
     "check_lesion_errors": ["with lesion(model, [name])"],
+    "check_costliest_block": ["max(costs", "key=costs.get"],
     "check_block_weights": ["18p", "17p", "33p", "18 *", "17 *", "33 *"],
     "check_conv_macs": ["// stride", "+ 2 *", "out_channels *", "numel() *"],
     "check_zero_pad_shortcut": ["torch.cat", "::stride", "new_zeros"],
@@ -543,6 +566,22 @@ def _zero_bn(which):
                 if isinstance(m, torch.nn.BatchNorm2d) and which(name):
                     m.weight.zero_()
         return model
+    return fn
+
+
+def _costliest_answer(pick, restore=True):
+    """Lesion costs of every droppable block, then ``pick`` (``max``: right; ``min``: the cheapest);
+    with ``restore=False`` the blocks are dropped by hand and left dropped."""
+    def fn(model, error):
+        out = {}
+        for name in analysis.droppable(model):
+            if restore:
+                with analysis.lesion(model, [name]):
+                    out[name] = error(model)
+            else:
+                dict(analysis.blocks(model))[name].dropped = True
+                out[name] = error(model)
+        return pick(out, key=out.get)
     return fn
 
 
@@ -655,6 +694,10 @@ def _wrong_answers(answers) -> dict:
         "check_path_counts": [lambda n: [0] * (n + 1), lambda n: [1] * (n + 1), lambda n: [2 ** n] + [0] * n,
                               lambda n: [c * 2 for c in path_length_counts(n)], lambda n: path_length_counts(n)[:-1],
                               lambda n: path_length_counts(n)[::-1][:-1] + [0], lambda n: [float(c) for c in path_length_counts(n)]],
+        "check_costliest_block": [_costliest_answer(min), _costliest_answer(max, restore=False),
+                                  lambda model, error: analysis.droppable(model)[-1],
+                                  lambda model, error: analysis.droppable(model)[0],
+                                  lambda model, error: "layer2.0", lambda model, error: ["layer1.0"]],
         "check_lesion_errors": [_lesion_answer(restore=False), _lesion_answer(together=True), _lesion_answer(0, 0),
                                 _lesion_answer(1.01, 1e-3), lambda model, error: {"layer1.0": 0.0},
                                 lambda model, error: [0.0]],

@@ -195,3 +195,26 @@ def test_chapter_1_what_the_prose_says_beyond_its_glued_numbers():
     paper = results.load("degradation", budget="paper", source="cifar10-jpeg", root=RESULTS)
     drop, end = scorecard.compare_labels(paper, [("plain20", "plain32")], metrics=("train_error",), steps=(32_000, None))
     assert drop.test.significant and drop.test.difference > 0 and not end.test.significant
+
+
+def test_chapter_3_what_the_prose_reads_off_the_fully_trained_resnets():
+    """Ch. 3 (numbers glued; weights trained by a public re-implementation, not by this book): the
+    trained ResNet-56's gradient grows "gently towards the input" from its second block to its
+    second-to-last, the first block's above its neighbour's, the last block's below; the masked share "falls ... in stage 1 ... and rises ... in stage 3", "about half of
+    the entries" near the output; the worst single block "is layer2.0, the first block of stage 2",
+    the first block of stage 3 costs more than the first block of stage 1, a median block costs
+    little, and "a few blocks of stage 1 also cost several points"."""
+    from resnet_book import analysis, published
+
+    grad = list(published.load("gradients", root=RESULTS)["nets"]["resnet56"]["grad_norm"].values())
+    assert grad[0] > grad[1] and grad[1] > grad[-2] > grad[-1]  # grows gently; both ends stand out
+    masked = published.load("relu_masked", root=RESULTS)["nets"]["resnet56"]["negative_share"]
+    stage = {s: [v for b, v in masked.items() if b.startswith(s + ".")] for s in ("layer1", "layer2", "layer3")}
+    assert max(stage["layer1"]) < min(stage["layer3"]) and 0.35 < statistics.mean(stage["layer3"]) < 0.65
+    lesions = published.load("lesions", root=RESULTS)["nets"]
+    s56 = lesions["resnet56"]
+    summary = analysis.lesion_summary(s56)
+    assert summary["worst_block"] == "layer2.0" and summary["change"] < 0.03
+    assert s56["single"]["layer1.0"] < s56["single"]["layer3.0"]
+    costs = {k: v - s56["baseline"] for k, v in s56["single"].items() if v is not None}
+    assert sum(c > 0.04 for k, c in costs.items() if k.startswith("layer1.")) >= 2  # "a few blocks of stage 1"

@@ -377,8 +377,14 @@ def relative_step_table(ratios: dict[tuple, float], *, key_columns: tuple[str, s
 
 def gradient_profiles(named: dict[str, dict | list[dict]]) -> dict[str, dict[str, float]]:
     """The gradient norm per block of each named :func:`activation_stats` result, or, for a list
-    of them (e.g. one per seed), their block-by-block mean (:func:`mean_profile`)."""
-    return {name: mean_profile(p if isinstance(p, list) else [p], "grad_norm") for name, p in named.items()}
+    of them (e.g. one per seed), their block-by-block mean (:func:`mean_profile`); a profile that
+    already is ``{block: gradient norm}`` (e.g. a stored measurement's ``grad_norm``) is kept as it is."""
+    def one(p):
+        if isinstance(p, dict) and p and all(isinstance(v, (int, float)) for v in p.values()):
+            return dict(p)
+        return mean_profile(p if isinstance(p, list) else [p], "grad_norm")
+
+    return {name: one(p) for name, p in named.items()}
 
 
 def gradient_table(profiles: dict[str, dict[str, float]], *, caption: str = "", note: str = "") -> Table:

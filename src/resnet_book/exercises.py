@@ -460,6 +460,65 @@ def check_lesion_errors(fn) -> str:
     return f"Correct: {len(want)} blocks, each dropped alone."
 
 
+@functools.lru_cache(maxsize=None)
+def costliest_block_cases() -> list[tuple[str, int]]:
+    """``(family, seed)`` of the networks :func:`check_costliest_block` tries: 20-layer ResNets and a
+    20-layer plain net (whose downsampling blocks cannot be dropped), randomly initialised; seeds
+    chosen so that the costliest block differs between them and is never simply the last."""
+    return [("resnet", 2), ("resnet", 1), ("plain", 2)]
+
+
+def _costliest_block_case(family: str, seed: int):
+    """The network of a case, its error function (how far its output moves from the intact
+    network's on 4 random images) and the library's lesion costs, one block at a time."""
+    from .analysis import droppable, lesion
+
+    torch.manual_seed(seed)
+    model = cifar_resnet(20, residual=family == "resnet").eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        reference_out = model(x)
+
+    def error(m) -> float:
+        with torch.no_grad():
+            return (m(x) - reference_out).pow(2).mean().item()  # 0 for the intact model
+
+    costs = {}
+    for name in droppable(model):
+        with lesion(model, [name]):
+            costs[name] = error(model)
+    return model, error, costs
+
+
+@exercise_check
+def check_costliest_block(fn) -> str:
+    """``fn(model, error)`` must return the name of the block whose removal alone raises
+    ``error(model)`` the most, among the blocks :func:`resnet_book.analysis.lesion` can drop, and
+    leave the model intact."""
+    from .analysis import blocks
+
+    cases = costliest_block_cases()
+    for family, seed in cases:
+        model, error, costs = _costliest_block_case(family, seed)
+        got = _call(fn, model, error)
+        if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
+            raise ExerciseError("the model is not intact after your function: drop blocks inside "
+                                "`with analysis.lesion(model, [name]):` so that each is restored.")
+        if not isinstance(got, str):
+            raise ExerciseError(f"return the block's name, a str such as 'layer1.0'; got {type(got).__name__}")
+        if got not in costs:
+            raise ExerciseError(f"{got!r} is not a block this {family} network can drop: choose among "
+                                "analysis.droppable(model).")
+        if costs[got] == min(costs.values()):
+            raise ExerciseError(f"in the {family} network your block is the one whose removal costs the least: "
+                                "you want the most.")
+        if costs[got] < max(costs.values()):
+            raise ExerciseError(f"in the {family} network another block's removal costs more than {got!r}'s: "
+                                "measure every droppable block, each dropped alone, and keep the largest error.")
+    return (f"Correct: in the {len(cases)} test networks your function finds the block whose removal costs the "
+            "most.")
+
+
 # --- chapter 4 ---------------------------------------------------------------------------------
 
 BLOCK_KINDS = ("basic", "bottleneck", "bottleneck+projection")
