@@ -813,10 +813,11 @@ def response_table(responses: dict[str, list[dict[str, float]]], *, note: str = 
         med = functools.partial(_median_response, runs)
         rows.append([name, len(runs), f"{med():.3f}", f"{min(min(r.values()) for r in runs):.2f}",
                      f"{max(max(r.values()) for r in runs):.2f}", f"{med('bn1'):.3f}", f"{med('bn2'):.3f}"])
-    return Table(["network", "nets", "median", "smallest", "largest", "median, 1st BN", "median, 2nd BN (end of F)"],
+    return Table(["network", "nets", "median", "min", "max", "1st BN", "2nd BN = F"],
                  rows, caption="Std of the 3×3 layers' responses (after BN, before ReLU or addition)",
-                 note="median over a net's layers, averaged over its nets (runs); smallest and largest over all "
-                      "layers of all its nets" + (f"; {note}" if note else ""))
+                 note="median: over a net's layers, averaged over its nets (runs); min and max: over all layers of "
+                      "all its nets; 1st BN, 2nd BN = F: the median over the first, and over the second (the end of "
+                      "the residual branch, F(x) in a ResNet), BN of each block" + (f"; {note}" if note else ""))
 
 
 def response_facts(responses: dict[str, list[dict[str, float]]], *, above: float = 1.5) -> dict[str, str]:
