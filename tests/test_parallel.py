@@ -52,7 +52,7 @@ def test_parallel_stores_what_sequential_stores_and_a_failing_run_stops_nothing(
     for rid in seq:
         assert par[rid]["final"] == seq[rid]["final"] and par[rid]["curves"] == seq[rid]["curves"], rid
     assert par["resnet8_smoke_seed0"]["analysis"] == seq["resnet8_smoke_seed0"]["analysis"]
-    assert "1 threads" in par["plain8_smoke_seed0"]["provenance"]["device"]
+    assert "1 thread)" in par["plain8_smoke_seed0"]["provenance"]["device"]
 
 
 def _workers_of(pid: int) -> list[int]:
