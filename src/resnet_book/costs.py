@@ -74,7 +74,7 @@ def paper_runs_measured(runs: Iterable[dict]) -> dict[str, dict]:
         speeds = [r["throughput_images_per_s"] for r in rs]
         out[label] = {"wall_s": statistics.median(r["provenance"]["wall_time_s"] for r in rs),
                       "throughput": statistics.median(speeds), "throughput_range": (min(speeds), max(speeds)),
-                      "device": rs[0]["provenance"]["device"], "n": len(rs), "source": rs[0]["data"]["source"]}
+                      "device": results.device_label(rs[0]["provenance"]["device"]), "n": len(rs), "source": rs[0]["data"]["source"]}
     return out
 
 
@@ -103,7 +103,7 @@ def paper_recipe_hours(paper_runs: Iterable[dict], cpu_runs: Iterable[dict]) -> 
         out[d] = {"macs": m, "vs_resnet20": m / macs[20], "gpu_hours": gpu and gpu / 3600,
                   "gpu_measured": d in measured, "gpu_device": (measured.get(d) or measured.get(20) or {}).get("device"),
                   "cpu_hours": cpu and PAPER_IMAGES / cpu["throughput_images_per_s"] / 3600,
-                  "cpu_device": cpu and cpu["provenance"]["device"]}
+                  "cpu_device": cpu and results.device_label(cpu["provenance"]["device"])}
     return out
 
 

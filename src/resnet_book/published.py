@@ -280,4 +280,4 @@ def describe(record: dict, net: str | None = None) -> str:
     names = ", ".join(f"ResNet-{n.removeprefix('resnet')}" for n in nets)
     data, prov = record["data"], record["provenance"]
     return (f"{names} {record['credit']}; measured by this book's code on {data['images']:,} test images of "
-            f"{data['source']} ({prov['device']}, torch {prov['torch']})")
+            f"{data['source']} ({results.device_label(prov['device'])}, torch {prov['torch']})")
