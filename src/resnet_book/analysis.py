@@ -156,6 +156,17 @@ def _hooks(handles: list) -> Iterator[None]:
             h.remove()
 
 
+def _response_layers(model: nn.Module, which: str) -> list[tuple[str, nn.Module]]:
+    """The modules whose outputs :func:`layer_responses` measures, named: every BN inside a block
+    (``which="bn"``, named ``block.bnK``), or each block's last BN, ``F(x)`` (``"branch"``, named by the block)."""
+    if which not in ("bn", "branch"):
+        raise ValueError(f"unknown response kind {which!r}; allowed: 'bn', 'branch'")
+    if which == "branch":
+        return [(bname, block.last_bn) for bname, block in blocks(model)]
+    return [(f"{bname}.{n}", m) for bname, block in blocks(model)
+            for n, m in block.named_children() if isinstance(m, nn.BatchNorm2d)]
+
+
 @torch.no_grad()
 def layer_responses(model: nn.Module, x: Tensor, *, which: str = "bn") -> dict[str, float]:
     """Std of layer responses, as in paper Fig. 7.
@@ -165,18 +176,9 @@ def layer_responses(model: nn.Module, x: Tensor, *, which: str = "bn") -> dict[s
     block's residual branch (the last BN).  The model runs in eval mode; statistics are computed
     inside the hooks, before any in-place ReLU can touch the tensors.
     """
-    if which not in ("bn", "branch"):
-        raise ValueError(f"unknown response kind {which!r}; allowed: 'bn', 'branch'")
     stds: dict[str, float] = {}
-    handles = []
-    for bname, block in blocks(model):
-        targets = [(f"{bname}.{n}", m) for n, m in block.named_children() if isinstance(m, nn.BatchNorm2d)]
-        if which == "branch":
-            targets = [(bname, block.last_bn)]
-        for tname, module in targets:
-            handles.append(
-                module.register_forward_hook(lambda m, i, o, key=tname: stds.__setitem__(key, o.float().std().item()))
-            )
+    handles = [module.register_forward_hook(lambda m, i, o, key=name: stds.__setitem__(key, o.float().std().item()))
+               for name, module in _response_layers(model, which)]
     was_training = model.training
     model.eval()
     with _hooks(handles):
@@ -596,17 +598,9 @@ def layer_responses_over(model: nn.Module, batches: Iterable, *, which: str = "b
     the std over **all entries** (every image, channel and position) of its output on all the
     batches together, in eval mode -- the same number as :func:`layer_responses` on the
     concatenated batches, accumulated in float64 (:class:`Moments`) so no batch is kept."""
-    if which not in ("bn", "branch"):
-        raise ValueError(f"unknown response kind {which!r}; allowed: 'bn', 'branch'")
-    moments: dict[str, Moments] = {}
-    handles = []
-    for bname, block in blocks(model):
-        targets = [(f"{bname}.{n}", m) for n, m in block.named_children() if isinstance(m, nn.BatchNorm2d)]
-        if which == "branch":
-            targets = [(bname, block.last_bn)]
-        for tname, module in targets:
-            moments[tname] = Moments()
-            handles.append(module.register_forward_hook(lambda m, i, o, key=tname: moments[key].add(o)))
+    layers = _response_layers(model, which)
+    moments = {name: Moments() for name, _ in layers}
+    handles = [module.register_forward_hook(lambda m, i, o, key=name: moments[key].add(o)) for name, module in layers]
     was_training = model.training
     model.eval()
     try:

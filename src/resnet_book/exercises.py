@@ -426,22 +426,9 @@ def check_path_counts(fn) -> str:
 def check_lesion_errors(fn) -> str:
     """``fn(model, error)`` must return ``{block name: error(model) with that block dropped}`` for
     every block :func:`resnet_book.analysis.lesion` can drop, and leave the model intact."""
-    from .analysis import blocks, droppable, lesion
+    from .analysis import blocks
 
-    torch.manual_seed(3)
-    model = cifar_resnet(14).eval()
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        reference_out = model(x)
-
-    def error(m) -> float:
-        with torch.no_grad():
-            return (m(x) - reference_out).pow(2).mean().item()  # 0 for the intact model
-
-    want = {}
-    for name in droppable(model):
-        with lesion(model, [name]):
-            want[name] = error(model)
+    model, error, want = _lesion_case(14, seed=3)
     got = _call(fn, model, error)
     if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
         raise ExerciseError("the model is not intact after your function: use `with analysis.lesion(model, [name]):` "
@@ -468,13 +455,13 @@ def costliest_block_cases() -> list[tuple[str, int]]:
     return [("resnet", 2), ("resnet", 1), ("plain", 2)]
 
 
-def _costliest_block_case(family: str, seed: int):
-    """The network of a case, its error function (how far its output moves from the intact
-    network's on 4 random images) and the library's lesion costs, one block at a time."""
+def _lesion_case(depth: int, *, seed: int, residual: bool = True):
+    """A randomly initialised CIFAR network, its error function (how far its output moves from the
+    intact network's on 4 random images) and the library's lesion costs, one block at a time."""
     from .analysis import droppable, lesion
 
     torch.manual_seed(seed)
-    model = cifar_resnet(20, residual=family == "resnet").eval()
+    model = cifar_resnet(depth, residual=residual).eval()
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         reference_out = model(x)
@@ -499,7 +486,7 @@ def check_costliest_block(fn) -> str:
 
     cases = costliest_block_cases()
     for family, seed in cases:
-        model, error, costs = _costliest_block_case(family, seed)
+        model, error, costs = _lesion_case(20, seed=seed, residual=family == "resnet")
         got = _call(fn, model, error)
         if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
             raise ExerciseError("the model is not intact after your function: drop blocks inside "
