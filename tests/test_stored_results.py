@@ -218,3 +218,21 @@ def test_chapter_3_what_the_prose_reads_off_the_fully_trained_resnets():
     assert s56["single"]["layer1.0"] < s56["single"]["layer3.0"]
     costs = {k: v - s56["baseline"] for k, v in s56["single"].items() if v is not None}
     assert sum(c > 0.04 for k, c in costs.items() if k.startswith("layer1.")) >= 2  # "a few blocks of stage 1"
+
+
+def test_chapter_3_exercise_3_5_solution_what_it_says_beyond_its_glued_numbers():
+    """Ch. 3, solution of exercise 3.5 (numbers and block names glued; weights trained by a public
+    re-implementation, not by this book): the fully trained ResNet-20's costliest block is "the
+    first block of stage 2, as in ResNet-56"; next comes "the first block of stage 3 and the other
+    downsampling block"; "the prediction from ResNet-56 holds and the one from the cpu-budget runs
+    [the first block of stage 1] does not"; its median block costs more than ResNet-56's."""
+    from resnet_book import analysis, published
+
+    stored = published.load("lesions", root=RESULTS)
+    assert stored["data"]["source"] == "cifar10-original" and stored["data"]["images"] == 10_000
+    nets = stored["nets"]
+    s20 = nets["resnet20"]
+    costs = {k: v - s20["baseline"] for k, v in s20["single"].items() if v is not None}
+    assert len(costs) == 9 and sorted(costs, key=costs.get)[-2:] == ["layer3.0", "layer2.0"]
+    assert analysis.lesion_summary(nets["resnet56"])["worst_block"] == "layer2.0"
+    assert analysis.lesion_summary(s20)["change"] > analysis.lesion_summary(nets["resnet56"])["change"]
