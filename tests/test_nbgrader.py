@@ -59,6 +59,27 @@ def test_exercise_cells_carry_nbgrader_metadata(path):
             assert "BEGIN SOLUTION" not in c.source
 
 
+def test_check_points_follow_the_stars_on_the_instructors_page():
+    """A code exercise's check is worth as many points as the instructors' page gives it stars
+    ("Each check is worth 1 point (2 or 3 for the exercises with two or three stars)"), and the
+    page lists every exercise of the notebooks."""
+    page = (REPO / "book" / "for-instructors.md").read_text()
+    listed = {}  # the exercise list: "- **2.2 Title**: code, ★★☆, 15 min; ..." (stars on its first two lines)
+    for m in re.finditer(r"^- \*\*(\d\.\d) [^\n★☆]*(?:\n[^\n★☆]*)?([★☆]{3})", page, re.M):
+        listed.setdefault(m[1], m[2].count("★"))
+    for path in CHAPTERS:
+        cells = nbformat.read(path, as_version=4).cells
+        for i, c in enumerate(cells):
+            statement = re.search(r"\{exercise\} (\d\.\d) .*?^:label: (\S+)", c.source, re.M | re.S)
+            if c.cell_type != "markdown" or not statement:
+                continue
+            number, label = statement.groups()
+            assert number in listed, f"exercise {number} is missing from book/for-instructors.md"
+            checks = [_meta(d)["points"] for d in cells if _meta(d).get("grade_id") == f"{label}-check"]
+            if checks:
+                assert checks == [listed[number]], f"exercise {number}: points and stars differ"
+
+
 def test_sync_splits_cells_and_fences_with_colons():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("# Title"),

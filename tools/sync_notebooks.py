@@ -94,7 +94,8 @@ EXPLANATION_TAG = "solution-explanation"
 # Points of the autograded checks (default 1): the exercises marked two or three stars on the
 # instructors' page (book/for-instructors.md).
 POINTS = {"ex1-identity": 2, "ex2-zero": 2, "ex3-lesion": 2, "ex5-params": 2,
-          "ex2-build-block": 2, "ex2-build-resnet": 3, "ex4-build-bottleneck": 2}
+          "ex2-build-block": 2, "ex2-build-resnet": 3, "ex4-build-bottleneck": 2,
+          "ex5-padded-zero": 2, "ex6-jpeg": 2}
 
 
 def _nbgrader(grade_id: str, *, solution: bool, grade: bool, locked: bool, points: float | None = None) -> dict:
