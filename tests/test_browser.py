@@ -255,6 +255,37 @@ def test_there_are_pages_to_check():
     assert "book/intro.html" in pages() and "book/reproducing.html" in pages()
 
 
+def _toc_pages() -> list[str]:
+    """Every page of the table of contents (``_toc.yml``), as the site's paths."""
+    import yaml
+
+    toc = yaml.safe_load((SITE.parent.parent / "_toc.yml").read_text())
+    docs = [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [f"{doc}.html" for doc in docs]
+
+
+def test_index_is_a_landing_page_not_a_redirect(server, browser):
+    """``index.html`` is a page of its own (book/_ext/landing.py), not a redirect: the browser stays
+    on it, its heading is the book's title, and its body links to every page of the table of
+    contents, every chapter included."""
+    import yaml
+
+    title = yaml.safe_load((SITE.parent.parent / "_config.yml").read_text())["title"]
+    assert "http-equiv=\"refresh\"" not in (SITE / "index.html").read_text().lower(), "index.html is a redirect"
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    page.goto(f"{server}/index.html", wait_until="load")
+    page.wait_for_load_state("networkidle")
+    assert urlparse(page.url).path in ("/", "/index.html"), f"index.html sent the browser to {page.url}"
+    assert title in [h.strip() for h in page.locator("h1").all_inner_texts()], "the book's title is not the heading"
+    hrefs = page.eval_on_selector_all(".landing-part a[href]", "links => links.map(a => a.href)")
+    linked = {urlparse(h).path.lstrip("/") for h in hrefs}
+    missing = [p for p in _toc_pages() if p not in linked]
+    assert not missing, f"index.html links to none of {missing}"
+    assert [p for p in _toc_pages() if p.startswith("notebooks/")], "no chapter in the table of contents"
+    ctx.close()
+
+
 @pytest.mark.parametrize("page_path", pages() or ["index.html"])
 def test_page_works_offline(server, browser, page_path):
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
