@@ -42,7 +42,8 @@ def _landing(app):
     project = html.escape(name or "")
     body = (f'<h1>{project}</h1>'
             "<p>A reading of He, Zhang, Ren and Sun, <em>Deep Residual Learning for Image Recognition</em> "
-            "(2015), with code that reruns its CIFAR-10 experiments. Each chapter is a notebook: it builds "
+            "(CVPR 2016) and its follow-up <em>Identity Mappings in Deep Residual Networks</em> (ECCV 2016), "
+            "with code that reruns their CIFAR-10 experiments. Each chapter is a notebook: it builds "
             "the networks with the book's library, trains them, and reads the paper's claims against runs "
             "stored with their provenance (budget, data, device, commit). Runs at reduced scale are "
             "labelled as such.</p>"
