@@ -587,9 +587,18 @@ class Moments:
         return math.sqrt(max(self.squares - self.total * self.total / self.count, 0.0) / (self.count - 1))
 
 
-def _as_inputs(batches: Iterable) -> Iterator[Tensor]:
-    for b in batches:
-        yield b[0] if isinstance(b, (tuple, list)) else b
+@torch.no_grad()
+def _run_in_eval(model: nn.Module, batches: Iterable, handles: list) -> None:
+    """Run ``batches`` (input tensors, or ``(x, y)`` pairs) through ``model`` in eval mode with the
+    hooks ``handles`` attached; the hooks are removed and the model's mode restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with _hooks(handles):
+            for b in batches:
+                model(b[0] if isinstance(b, (tuple, list)) else b)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -601,14 +610,7 @@ def layer_responses_over(model: nn.Module, batches: Iterable, *, which: str = "b
     layers = _response_layers(model, which)
     moments = {name: Moments() for name, _ in layers}
     handles = [module.register_forward_hook(lambda m, i, o, key=name: moments[key].add(o)) for name, module in layers]
-    was_training = model.training
-    model.eval()
-    try:
-        with _hooks(handles):
-            for x in _as_inputs(batches):
-                model(x)
-    finally:
-        model.train(was_training)
+    _run_in_eval(model, batches, handles)
     return {k: m.std for k, m in moments.items()}
 
 
@@ -635,14 +637,7 @@ def _each_addition(model: nn.Module, batches: Iterable, visit: Callable) -> None
             visit(key, b, x, f, f + b.shortcut(x), h)
 
         handles.append(block.register_forward_hook(after))
-    was_training = model.training
-    model.eval()
-    try:
-        with _hooks(handles):
-            for x in _as_inputs(batches):
-                model(x)
-    finally:
-        model.train(was_training)
+    _run_in_eval(model, batches, handles)
 
 
 def relu_masked_share(model: nn.Module, batches: Iterable) -> dict[str, float]:
