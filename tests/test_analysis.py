@@ -384,3 +384,6 @@ def test_response_table_and_facts_read_fig_7_in_numbers():
     assert (facts["ResNet-x-median"], facts["ResNet-x-bn2"]) == ("0.500", "0.300")
     assert (facts["order"], facts["monotone"], facts["monotone-bn2"]) == ("ResNet-x, plain-x", "yes", "yes")
     assert analysis.response_facts({"ResNet-x": res, "plain-x": plain})["monotone"] == "no"
+    assert facts["trend"] == "falls at every step from plain-x to ResNet-x"
+    assert analysis.response_facts({"ResNet-x": res, "plain-x": plain})["trend"] == (
+        "does not fall at every step (smallest first: ResNet-x, plain-x)")

@@ -3,8 +3,9 @@
 A *visible* code cell is one the rendered book shows in full: not tagged ``hide-input``,
 ``remove-input`` or ``remove-cell`` (presentation-only cells fold behind a toggle; solution cells
 are tagged ``hide-input`` too).  Each visible cell is one scientific act of at most 12 non-blank
-lines, and each notebook shows at most 60 % of the visible code it showed before the rework
-(main 01e62ff, counted the same way).
+lines of at most 100 characters (longer lines wrap in the book's code column at 1280 px), and each
+notebook shows at most 60 % of the visible code it showed before the rework (main 01e62ff, counted
+the same way).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 HIDDEN = {"hide-input", "remove-input", "remove-cell"}
 MAX_CELL_LINES = 12
+MAX_LINE_CHARS = 100
 SHARE = 0.60
 # visible non-blank code lines per notebook at main 01e62ff, before the rework
 BEFORE = {
@@ -46,6 +48,15 @@ def test_every_notebook_has_a_budget():
 def test_visible_cells_are_short(name):
     long = [(i, n) for i, n in visible_cells(REPO / name) if n > MAX_CELL_LINES]
     assert not long, f"{name}: visible code cells longer than {MAX_CELL_LINES} lines (cell, lines): {long}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_visible_lines_fit_the_code_column(name):
+    nb = nbformat.read(REPO / name, as_version=4)
+    wide = [(i, len(line)) for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and not HIDDEN & set(cell.metadata.get("tags", []))
+            for line in cell.source.splitlines() if len(line) > MAX_LINE_CHARS]
+    assert not wide, f"{name}: visible code lines longer than {MAX_LINE_CHARS} characters (cell, length): {wide}"
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)

@@ -261,6 +261,20 @@ def test_shared_source_is_the_preferred_source_every_label_has():
     assert scorecard.shared_source(plain, res, budget="paper") is None
 
 
+def test_runs_add_up_to_one_collection_across_experiments():
+    from resnet_book.results import Runs
+
+    plain = Runs("degradation", _runs("plain20", "cpu", "cifar10-original", [50, 51]))
+    res = Runs("reversal", _runs("resnet20", "cpu", "cifar10-original", [45, 44]))
+    both = plain + res
+    assert both.experiment == "degradation + reversal" and len(both) == 4
+    assert sorted(both.groups()) == ["plain20", "resnet20"] and len(plain) == 2  # operands untouched
+    comparison = scorecard.compare_labels(both, [("plain20", "resnet20")], metrics=("train_error",))
+    assert [(c.a, c.b, c.values_b) for c in comparison] == [("plain20", "resnet20", (45.0, 44.0))]
+    with pytest.raises(TypeError):
+        plain + plain.records
+
+
 # --- the chapters' comparison tables ------------------------------------------------------------
 
 def _curve_run(label, seed, train, test, budget="cpu", source="cifar10-original"):

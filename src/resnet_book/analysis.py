@@ -818,7 +818,9 @@ def response_facts(responses: dict[str, list[dict[str, float]]], *, above: float
     stage; ``-argmax``: the layer with the largest std (per run, repeats dropped). Also
     ``order``: the networks by median, smallest first, and ``monotone``: 'yes' when the medians
     fall in the order the networks are given, ``monotone-bn2`` the same for the medians of the
-    second BN of each block (the ends of the residual branches)."""
+    second BN of each block (the ends of the residual branches); ``trend`` / ``trend-bn2``: the same
+    as a phrase for a sentence ('falls at every step from ResNet-20 to ResNet-56', or 'does not fall
+    at every step: ...' with the networks ordered by that median, smallest first)."""
     out = {}
     medians = {}
     for name, runs in responses.items():
@@ -840,4 +842,11 @@ def response_facts(responses: dict[str, list[dict[str, float]]], *, above: float
     out["order"] = ", ".join(sorted(medians, key=medians.get))
     out["monotone"] = "yes" if all(a > b for a, b in zip(values, values[1:])) else "no"
     out["monotone-bn2"] = "yes" if all(a > b for a, b in zip(ends, ends[1:])) else "no"
+    names = list(responses)
+    for key, vals in (("trend", values), ("trend-bn2", ends)):
+        if out[key.replace("trend", "monotone")] == "yes":
+            out[key] = f"falls at every step from {names[0]} to {names[-1]}"
+        else:
+            by = dict(zip(names, vals))
+            out[key] = "does not fall at every step (smallest first: " + ", ".join(sorted(by, key=by.get)) + ")"
     return out

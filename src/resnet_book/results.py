@@ -207,6 +207,12 @@ class Runs:
     def __iter__(self):
         return iter(self.records)
 
+    def __add__(self, other: "Runs") -> "Runs":
+        """The runs of both, e.g. ``plain + resnet`` to compare labels across two experiments."""
+        if not isinstance(other, Runs):
+            return NotImplemented
+        return Runs(f"{self.experiment} + {other.experiment}", [*self.records, *other.records])
+
     def groups(self) -> dict[str, list[dict]]:
         """Runs grouped by their ``label`` (the model/variant, seeds pooled)."""
         out: dict[str, list[dict]] = defaultdict(list)
