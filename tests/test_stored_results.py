@@ -169,9 +169,9 @@ def test_chapter_5_trained_padded_channels_alive_about_half_zero_and_smaller():
 
 
 def test_chapter_2_fully_trained_resnets_have_smaller_responses_the_deeper_they_are():
-    """Ch. 2 (numbers glued; the words guarded here): the fully trained ResNets' median response
-    "falls at every step from 20 to 56 layers, and so does the median of the branch ends ... the
-    largest in each net is the end of its last block's residual branch"; exercise
+    """Ch. 2 (numbers and trends glued; the words around them guarded here): "The deeper the
+    ResNet, the smaller its responses" (the medians and those of the branch ends fall at every
+    step), "the largest in each net is the end of its last block's residual branch"; exercise
     2.7: "The deeper network's is the smaller"."""
     from resnet_book import analysis, published
     if "responses" not in published.stored(root=RESULTS):
