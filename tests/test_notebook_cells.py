@@ -3,9 +3,13 @@
 A *visible* code cell is one the rendered book shows in full: not tagged ``hide-input``,
 ``remove-input`` or ``remove-cell`` (presentation-only cells fold behind a toggle; solution cells
 are tagged ``hide-input`` too).  Each visible cell is one scientific act of at most 12 non-blank
-lines of at most 100 characters (longer lines wrap in the book's code column at 1280 px), and each
-notebook shows at most 60 % of the visible code it showed before the rework (main 01e62ff, counted
-the same way).
+lines of at most 100 characters, and each notebook shows at most 60 % of the visible code it showed
+before the rework (main 01e62ff, counted the same way).
+
+The book wraps a long code line instead of scrolling it (_static/book.css).  Its code column holds
+75 characters at 1280 px and 87 at 1440 px (measured in Chromium, 14-px monospace), so a visible
+line of up to 100 characters takes at most two rows on a laptop screen; lines that fit in one row
+everywhere would cost more lines than the cell budget above allows.
 """
 from __future__ import annotations
 
