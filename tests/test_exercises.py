@@ -438,30 +438,10 @@ def test_build_it_checks_name_the_failed_property():
 
     ns = {"torch": torch, "nn": nn, "exercises": exercises, "analysis": analysis}
     exec(_cells_defining("MyBasicBlock"), ns)
-    good = ns["MyBasicBlock"]
-
-    class WithBias(good):
-        def __init__(self, i, o, s=1):
-            super().__init__(i, o, s)
-            self.conv1 = nn.Conv2d(i, o, 3, stride=s, padding=1, bias=True)
-
-    class NoFinalReLU(good):
-        def forward(self, x):
-            return torch.relu(super().forward(x)) - torch.relu(super().forward(x)) + self.bn2(
-                self.conv2(torch.relu(self.bn1(self.conv1(x))))) + (x if self.downsample is None else self.downsample(x))
-
-    class BNTwice(good):
-        def forward(self, x):
-            self.bn1(self.conv1(x))
-            return super().forward(x)
-
-    class NoStride(good):
-        def __init__(self, i, o, s=1):
-            super().__init__(i, o, s)
-            self.conv1 = nn.Conv2d(i, o, 3, stride=1, padding=1, bias=False)
-
-    for bad, match in ((WithBias, "state-dict keys differ.*conv1.bias"), (NoFinalReLU, "output differs.*ReLU"),
-                       (BNTwice, "running statistics update differently"), (NoStride, "forward pass fails.*strides")):
+    wrong = _wrong_basic_blocks(ns["MyBasicBlock"])
+    matches = ("state-dict keys differ.*conv1.bias", "output differs.*ReLU",
+               "running statistics update differently", "forward pass fails.*strides")
+    for bad, match in zip(wrong, matches, strict=True):
         with pytest.raises(exercises.ExerciseError, match=match) as err:
             exercises.check_basic_block(bad)
         assert not re.search(r"\d\.\d", str(err.value))  # no values of the library's output
@@ -609,10 +589,10 @@ def _zero_pad(x, c, s):
     return torch.cat([x, x.new_zeros(x.shape[0], c - x.shape[1], *x.shape[2:])], 1)
 
 
-def _build_it_variants(answers):
+def _wrong_basic_blocks(block):
+    """Four wrong versions of a right ``BasicBlock`` answer: a bias in conv1, no final ReLU, BN
+    applied twice, no stride."""
     from torch import nn
-
-    block, bottleneck = answers["check_basic_block"], answers["check_bottleneck_block"]
 
     class WithBias(block):
         def __init__(self, i, o, s=1):
@@ -634,6 +614,14 @@ def _build_it_variants(answers):
             super().__init__(i, o, s)
             self.conv1 = nn.Conv2d(i, o, 3, stride=1, padding=1, bias=False)
 
+    return [WithBias, NoFinalReLU, BNTwice, NoStride]
+
+
+def _build_it_variants(answers):
+    from torch import nn
+
+    bottleneck = answers["check_bottleneck_block"]
+
     class StrideOnFirst1x1(bottleneck):  # the paper's placement: a different block
         def __init__(self, i, w, s=1):
             super().__init__(i, w, s)
@@ -650,7 +638,7 @@ def _build_it_variants(answers):
             return torch.relu(self.bn3(self.conv3(torch.relu(self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))))))
 
     return {
-        "check_basic_block": [WithBias, NoFinalReLU, BNTwice, NoStride],
+        "check_basic_block": _wrong_basic_blocks(answers["check_basic_block"]),
         "check_bottleneck_block": [StrideOnFirst1x1, ProjectionAlways, NoShortcut],
         "check_resnet20": [lambda: cifar_resnet(20, residual=False), lambda: cifar_resnet(32),
                            lambda: cifar_resnet(20, shortcut="B"), lambda: torch.nn.Linear(3, 10)],
