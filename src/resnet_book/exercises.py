@@ -422,17 +422,24 @@ def check_path_counts(fn) -> str:
             f"passes through {longest} of them.")
 
 
+def _require_intact(model, error) -> None:
+    """After a learner's lesion function: no block left dropped (the test error back to the intact
+    model's, which :func:`_lesion_case` makes 0)."""
+    from .analysis import blocks
+
+    if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
+        raise ExerciseError("the model is not intact after your function: drop blocks inside "
+                            "`with analysis.lesion(model, [name]):` so that each is restored, even if "
+                            "something fails.")
+
+
 @exercise_check
 def check_lesion_errors(fn) -> str:
     """``fn(model, error)`` must return ``{block name: error(model) with that block dropped}`` for
     every block :func:`resnet_book.analysis.lesion` can drop, and leave the model intact."""
-    from .analysis import blocks
-
     model, error, want = _lesion_case(14, seed=3)
     got = _call(fn, model, error)
-    if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
-        raise ExerciseError("the model is not intact after your function: use `with analysis.lesion(model, [name]):` "
-                            "so every block is restored, even if something fails.")
+    _require_intact(model, error)
     if not isinstance(got, dict):
         raise ExerciseError(f"return a dict {{block name: error}}; got {type(got).__name__}")
     if set(got) != set(want):
@@ -482,15 +489,11 @@ def check_costliest_block(fn) -> str:
     """``fn(model, error)`` must return the name of the block whose removal alone raises
     ``error(model)`` the most, among the blocks :func:`resnet_book.analysis.lesion` can drop, and
     leave the model intact."""
-    from .analysis import blocks
-
     cases = costliest_block_cases()
     for family, seed in cases:
         model, error, costs = _lesion_case(20, seed=seed, residual=family == "resnet")
         got = _call(fn, model, error)
-        if error(model) != 0.0 or any(b.dropped for _, b in blocks(model)):
-            raise ExerciseError("the model is not intact after your function: drop blocks inside "
-                                "`with analysis.lesion(model, [name]):` so that each is restored.")
+        _require_intact(model, error)
         if not isinstance(got, str):
             raise ExerciseError(f"return the block's name, a str such as 'layer1.0'; got {type(got).__name__}")
         if got not in costs:
