@@ -217,6 +217,17 @@ def test_published_weights_score_exactly_their_published_accuracies(shared_cifar
         n: c / 100 for n, c in PUBLISHED_CORRECT.items()}
 
 
+def test_the_weights_are_not_the_best_test_epoch():
+    """The book says the weights are the last epoch's, not chosen on the test set: each file's
+    ``best_prec1`` (the best test accuracy its trainer saw) is above the weights' own accuracy (their
+    published number, which the test above measures exactly), so they cannot be that epoch's."""
+    for name in weights.PUBLISHED:
+        path = weights.published(name).path
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        assert set(state) == {"best_prec1", "state_dict"}, f"{path.name}: a checkpoint with an epoch entry?"
+        assert float(state["best_prec1"]) > PUBLISHED_CORRECT[name] / 100, name
+
+
 if __name__ == "__main__" and "--measure" in sys.argv:  # run by the test above with pinned kernels
     print(json.dumps(measure(sys.argv[sys.argv.index("--measure") + 1])))
 

@@ -902,9 +902,9 @@ def published_beside_table6(record: dict) -> Table:
                  align="lrrr", caption=f"CIFAR-10 test error (%): the paper's Table 6 and four fully trained networks "
                                        f"{record['credit']}",
                  note=f"Measured by this book's code with their weights on {images} of {source}. Their training "
-                      f"differs from the paper's: all 50,000 training images with no validation split, 200 epochs, "
-                      f"the checkpoint of the epoch with the best test accuracy (so their errors are slightly "
-                      f"optimistic), inputs normalised with ImageNet's channel statistics.")
+                      f"differs from the paper's: all 50,000 training images with no validation split, 200 epochs "
+                      f"(the weights of the last epoch, not chosen on the test set), inputs normalised with "
+                      f"ImageNet's channel statistics.")
 
 
 def published_jpeg_cost(record: dict) -> Table:
