@@ -199,15 +199,25 @@ def test_chapter_1_what_the_prose_says_beyond_its_glued_numbers():
 
 def test_chapter_3_what_the_prose_reads_off_the_fully_trained_resnets():
     """Ch. 3 (numbers glued; weights trained by a public re-implementation, not by this book): the
-    trained ResNet-56's gradient grows "gently towards the input" from its second block to its
-    second-to-last, the first block's above its neighbour's, the last block's below; the masked share "falls ... in stage 1 ... and rises ... in stage 3", "about half of
-    the entries" near the output; the worst single block "is layer2.0, the first block of stage 2",
-    the first block of stage 3 costs more than the first block of stage 1, a median block costs
-    little, and "a few blocks of stage 1 also cost several points"."""
+    trained ResNet-56's gradient "grows from its output towards its input ... Most of the growth is
+    in stage 3 ... fastest over its last blocks", "steps down a little" where it passes into an
+    earlier stage, and "over the whole network ... does not shrink"; the masked share "falls ... in
+    stage 1 ... and rises ... in stage 3", "about half of the entries" near the output; the worst
+    single block "is layer2.0, the first block of stage 2", the first block of stage 3 costs more
+    than the first block of stage 1, a median block costs little, "a few blocks of stage 1 also
+    cost several points", the trained ResNet-32's first block is "the costliest of all", and the
+    error with k blocks dropped rises "overall, not at every step"."""
     from resnet_book import analysis, published
 
-    grad = list(published.load("gradients", root=RESULTS)["nets"]["resnet56"]["grad_norm"].values())
-    assert grad[0] > grad[1] and grad[1] > grad[-2] > grad[-1]  # grows gently; both ends stand out
+    profile = published.load("gradients", root=RESULTS)["nets"]["resnet56"]["grad_norm"]
+    grad = list(profile.values())
+    stages = {s: [v for b, v in profile.items() if b.startswith(f"layer{s}.")] for s in (1, 2, 3)}
+    growth = {s: v[0] / v[-1] for s, v in stages.items()}
+    assert max(growth, key=growth.get) == 3 and min(growth.values()) > 1 and grad[0] > grad[-1]
+    assert grad[0] > grad[1] and grad[-2] / grad[-1] == max(a / b for a, b in zip(grad, grad[1:]))
+    assert all(stages[s][-1] < stages[s + 1][0] for s in (1, 2))  # steps down into an earlier stage
+    tail = stages[3][-4:]
+    assert all(a > b for a, b in zip(tail, tail[1:]))  # fastest over the last blocks of stage 3
     masked = published.load("relu_masked", root=RESULTS)["nets"]["resnet56"]["negative_share"]
     stage = {s: [v for b, v in masked.items() if b.startswith(s + ".")] for s in ("layer1", "layer2", "layer3")}
     assert max(stage["layer1"]) < min(stage["layer3"]) and 0.35 < statistics.mean(stage["layer3"]) < 0.65
@@ -218,6 +228,9 @@ def test_chapter_3_what_the_prose_reads_off_the_fully_trained_resnets():
     assert s56["single"]["layer1.0"] < s56["single"]["layer3.0"]
     costs = {k: v - s56["baseline"] for k, v in s56["single"].items() if v is not None}
     assert sum(c > 0.04 for k, c in costs.items() if k.startswith("layer1.")) >= 2  # "a few blocks of stage 1"
+    assert analysis.lesion_summary(lesions["resnet32"])["worst_block"] == "layer1.0"
+    means = [statistics.mean(s56["random_sets"][str(k)]) for k in s56["ks"]]
+    assert means[-1] > means[0] and means != sorted(means)  # rises overall, not at every step
 
 
 def test_chapter_3_exercise_3_5_solution_what_it_says_beyond_its_glued_numbers():
@@ -225,7 +238,9 @@ def test_chapter_3_exercise_3_5_solution_what_it_says_beyond_its_glued_numbers()
     re-implementation, not by this book): the fully trained ResNet-20's costliest block is "the
     first block of stage 2, as in ResNet-56"; next comes "the first block of stage 3 and the other
     downsampling block"; "the prediction from ResNet-56 holds and the one from the cpu-budget runs
-    [the first block of stage 1] does not"; its median block costs more than ResNet-56's."""
+    [the first block of stage 1] does not"; its median block costs more than ResNet-56's; across
+    the four depths the median cost falls as the network deepens, and in ResNet-32 and -44 the
+    costliest block is in stage 1."""
     from resnet_book import analysis, published
 
     stored = published.load("lesions", root=RESULTS)
@@ -236,3 +251,7 @@ def test_chapter_3_exercise_3_5_solution_what_it_says_beyond_its_glued_numbers()
     assert len(costs) == 9 and sorted(costs, key=costs.get)[-2:] == ["layer3.0", "layer2.0"]
     assert analysis.lesion_summary(nets["resnet56"])["worst_block"] == "layer2.0"
     assert analysis.lesion_summary(s20)["change"] > analysis.lesion_summary(nets["resnet56"])["change"]
+    # "the median cost of one block falls as the network deepens"; "not always a downsampling block"
+    medians = [analysis.lesion_summary(nets[f"resnet{d}"])["change"] for d in (20, 32, 44, 56)]
+    assert medians == sorted(medians, reverse=True)
+    assert {analysis.lesion_summary(nets[n])["worst_block"] for n in ("resnet32", "resnet44")} == {"layer1.0", "layer1.1"}
