@@ -45,7 +45,16 @@ def test_padded_channel_table_and_facts_read_a_stored_measurement():
     assert facts == {"padded-zero-min": "50", "padded-zero-max": "100", "padded-std-min": "0.00",
                      "padded-std-max": "0.40", "copied-zero-min": "20", "copied-zero-max": "30",
                      "copied-std-min": "1.10", "copied-std-max": "1.30", "gamma-larger": "1", "blocks": "2",
-                     "dead": "1", "images": "1,000", "nets": "1"}
+                     "dead": "1", "collapsed": "1", "padded-channels": "4", "collapsed-blocks": "1",
+                     "collapsed-gamma-max": "0.000", "live-gamma-min": "0.30", "copied-gamma-min": "0.50",
+                     "copied-collapsed": "0", "images": "1,000", "nets": "1"}
+    record = _record()
+    record["nets"]["resnet20"]["layer2.0"]["padded"]["gamma"] = [0.004, -0.8]  # beta 0.1 > 0: not collapsed
+    record["nets"]["resnet20"]["layer2.0"]["padded"]["beta"] = [0.1, -0.2]
+    assert shortcuts.padded_channel_facts(record)["collapsed"] == "1"
+    record["nets"]["resnet20"]["layer2.0"]["padded"]["beta"] = [-0.001, -0.2]
+    facts = shortcuts.padded_channel_facts(record)
+    assert (facts["collapsed"], facts["collapsed-blocks"], facts["collapsed-gamma-max"]) == ("2", "2", "0.004")
     with pytest.raises(ValueError, match="expected a 'padded_channels' measurement"):
         shortcuts.padded_channel_facts({"kind": "lesions"})
 

@@ -154,7 +154,8 @@ def test_chapter_5_shortcut_options_c_behind_a_and_b_undecided():
 
 def test_chapter_5_trained_padded_channels_alive_about_half_zero_and_smaller():
     """Ch. 5 (numbers glued; the words guarded here): in the published trained networks "the padded
-    channels are alive ... close to the half that a ReLU cuts ... their output is smaller"."""
+    channels are alive" (most; a few collapsed, none exactly dead) "... close to the half that a ReLU
+    cuts ... their output is smaller"."""
     from resnet_book import published, shortcuts
     path = published.path("padded_channels", root=RESULTS)
     if not path.is_file():
@@ -162,6 +163,9 @@ def test_chapter_5_trained_padded_channels_alive_about_half_zero_and_smaller():
     record = published.load("padded_channels", root=RESULTS)
     facts = shortcuts.padded_channel_facts(record)
     assert facts["dead"] == "0" and facts["nets"] == "4" and record["data"]["subset"] == "all"
+    # "most padded channels are alive"; "a few have collapsed ... only the padded channels"
+    assert 0 < int(facts["collapsed"]) < int(facts["padded-channels"]) / 4 and facts["copied-collapsed"] == "0"
+    assert float(facts["live-gamma-min"]) > 10 * float(facts["collapsed-gamma-max"])
     assert 40 <= int(facts["padded-zero-min"]) and int(facts["padded-zero-max"]) <= 65
     for blocks in record["nets"].values():
         for b in (v for v in blocks.values() if isinstance(v, dict)):

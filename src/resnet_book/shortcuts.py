@@ -84,13 +84,21 @@ def _padded_blocks(record: dict) -> list[tuple[str, str, dict]]:
             if isinstance(b, dict) and "channels" in b]
 
 
-def padded_channel_facts(record: dict) -> dict[str, str]:
+def padded_channel_facts(record: dict, *, small: float = 0.01) -> dict[str, str]:
     """The numbers of :func:`padded_channel_table` for the prose: over every net and block, the
     range of the share of exactly-zero outputs and of the output std in the padded and in the copied
     channels (``padded-zero-min`` ... ``copied-std-max``, per cent / two decimals), in how many
     blocks the padded channels' mean |gamma| is the larger (``gamma-larger``, of ``blocks``), whether
     any padded channel's gamma and beta are both exactly 0 (``dead``: the number of such channels),
-    and the number of test images and nets."""
+    and the number of test images and nets.
+
+    Channels that are dead in practice without being exactly 0: ``collapsed``, the padded channels
+    (of ``padded-channels``) whose last-BN scale |gamma| is below ``small`` with beta <= 0, so that
+    ``relu(gamma * z + beta)`` is about 0 for every input; ``collapsed-blocks``, the blocks that
+    have any; ``collapsed-gamma-max``, the largest |gamma| among them (3 decimals); and, to show
+    the gap, ``live-gamma-min``, the smallest |gamma| of the other padded channels, and
+    ``copied-gamma-min`` / ``copied-collapsed``, the smallest |gamma| of the copied channels and how
+    many of them fall below ``small``."""
     rows = _padded_blocks(record)
     out = {}
     for group in ("padded", "copied"):
@@ -101,7 +109,18 @@ def padded_channel_facts(record: dict) -> dict[str, str]:
     gamma = [statistics.mean(abs(v) for v in b["padded"]["gamma"]) > statistics.mean(abs(v) for v in b["copied"]["gamma"])
              for _, _, b in rows]
     dead = sum(g == 0 and z == 0 for _, _, b in rows for g, z in zip(b["padded"]["gamma"], b["padded"]["beta"]))
+    collapsed = [[abs(g) < small and z <= 0 for g, z in zip(b["padded"]["gamma"], b["padded"]["beta"])]
+                 for _, _, b in rows]
+    padded_gamma = [(abs(g), c) for (_, _, b), cs in zip(rows, collapsed) for g, c in zip(b["padded"]["gamma"], cs)]
+    copied_gamma = [abs(g) for _, _, b in rows for g in b["copied"]["gamma"]]
+    gone = [g for g, c in padded_gamma if c]
     return out | {"gamma-larger": str(sum(gamma)), "blocks": str(len(rows)), "dead": str(dead),
+                  "collapsed": str(len(gone)), "padded-channels": str(len(padded_gamma)),
+                  "collapsed-blocks": str(sum(any(cs) for cs in collapsed)),
+                  "collapsed-gamma-max": f"{max(gone):.3f}" if gone else "–",
+                  "live-gamma-min": f"{min(g for g, c in padded_gamma if not c):.2f}",
+                  "copied-gamma-min": f"{min(copied_gamma):.2f}",
+                  "copied-collapsed": str(sum(g < small for g in copied_gamma)),
                   "images": f"{record['data']['images']:,}", "nets": str(len(record["nets"]))}
 
 
