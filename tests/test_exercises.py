@@ -765,6 +765,32 @@ def test_a_failed_check_shows_the_learner_nothing_of_the_answer(name, answers):
             assert not shown, f"{name} shows {shown} on a wrong answer:\n{text}"
 
 
+def test_a_wrong_answer_cannot_spoil_a_check_for_the_right_one(answers):
+    """The padded-share check keeps its networks between calls: a wrong answer that switches one to
+    training mode and runs it (moving its BN statistics) must not make the right answer fail later."""
+    right = answers["check_padded_zero_share"]
+
+    def in_train_mode(model, x, block):
+        model.train()
+        with torch.no_grad():
+            model(x)
+        return right(model, x, block)
+
+    assert _failure(exercises.check_padded_zero_share, in_train_mode) is not None  # its BN statistics moved
+    _passes(exercises.check_padded_zero_share, right)
+
+
+def test_a_check_that_cannot_run_says_so_instead_of_blaming_the_answer(monkeypatch):
+    from resnet_book.weights import WeightsError
+
+    def missing(*args, **kwargs):
+        raise WeightsError("resnet20-12fca82f.th is not in data/weights/akamaster-cifar10")
+
+    monkeypatch.setattr(exercises, "branch_response_cases", missing)
+    err = str(_failure(exercises.check_branch_response_median, lambda net, images: 0.5))
+    assert err.startswith("the check cannot run here, whatever your answer: WeightsError: resnet20-12fca82f.th"), err
+
+
 def test_a_learners_own_error_shows_the_learners_frames_only():
     shell = InteractiveShell.instance()
     shell.run_cell("from resnet_book import exercises", silent=True)

@@ -69,8 +69,11 @@ import types
 import torch
 
 from .analysis import count_conv_weights, count_parameters
+from .data import DataNotFoundError
 from .models import PlainBlock, cifar_resnet
 from .models.surgery import make_identity_
+from .published import MeasurementError
+from .weights import WeightsError
 
 
 class ExerciseError(AssertionError):
@@ -141,6 +144,8 @@ def exercise_check(body):
             failure = ExerciseError(str(err), err.answer_error)
         except KeyboardInterrupt:
             interrupted = True
+        except (DataNotFoundError, WeightsError, MeasurementError) as err:
+            failure = ExerciseError(f"the check cannot run here, whatever your answer: {_first_line(err)}")
         except Exception as err:  # noqa: BLE001 -- the check could not use the answer
             failure = ExerciseError(f"the check could not use your answer ({_first_line(err)}): check the type "
                                     "and shape of what you return.")
@@ -766,7 +771,8 @@ def check_padded_zero_share(fn) -> str:
     x, models = _padded_zero_input(), _padded_zero_models()
     for (name, block), want in padded_zero_cases():
         model = models[name]
-        got = _call(fn, model, x.clone(), block)
+        yours = copy.deepcopy(model)  # the cached model stays as the cases measured it, whatever fn does
+        got = _call(fn, yours, x.clone(), block)
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.item()
         _require_number(got, f"{name}, {block}")
@@ -774,7 +780,7 @@ def check_padded_zero_share(fn) -> str:
             raise ExerciseError(f"for {name}, {block}: a share is a number from 0 to 1 (not a percentage or a count).")
         if math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-7):
             continue
-        if model.training:
+        if yours.training:
             raise ExerciseError("leave the model in eval mode: your function switched it to training mode.")
         ref = _padded_zero_reference(model, x, block)
         if math.isclose(got, ref["copied"], rel_tol=1e-5, abs_tol=1e-7):
