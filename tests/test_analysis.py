@@ -387,3 +387,6 @@ def test_response_table_and_facts_read_fig_7_in_numbers():
     assert facts["trend"] == "falls at every step from plain-x to ResNet-x"
     assert analysis.response_facts({"ResNet-x": res, "plain-x": plain})["trend"] == (
         "does not fall at every step (smallest first: ResNet-x, plain-x)")
+    for empty in ({"plain-x": []}, {"plain-x": plain, "ResNet-x": [{}]}, {}):
+        with pytest.raises(ValueError, match="no stored responses for"):
+            analysis.response_table(empty)

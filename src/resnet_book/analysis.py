@@ -523,8 +523,6 @@ def profile_table(profiles: dict[str, dict[str, dict[str, float]]], *, note: str
     """One row per named :func:`activation_stats` result: the smallest and largest std of a
     block's output, and the gradient norm at the first block divided by that at the last (above 1:
     the gradient grows towards the input; a vanishing gradient would make it far below 1)."""
-    from .tables import Table
-
     rows = []
     for name, stats in profiles.items():
         acts = [v["act_std"] for v in stats.values()]
@@ -540,8 +538,6 @@ def size_table(depths: Iterable[int], *, residual: Iterable[bool] = (False,)):
     each depth ``6n + 2`` and each family (plain, ResNet), n, the weighted layers (convolutions
     and the classifier) and the parameters."""
     from .models import cifar_resnet
-    from .tables import Table
-
     rows = []
     for res in residual:
         for depth in depths:
@@ -555,8 +551,6 @@ def network_table(models: dict[str, nn.Module], error: Callable[[nn.Module], flo
                   error_name: str = "error (%)", note: str = ""):
     """One row per named model: its parameters and, with ``error`` (model -> error rate), that error
     in per cent."""
-    from .tables import Table
-
     rows = [[name, count_parameters(m), *([f"{100 * error(m):.2f}"] if error else [])] for name, m in models.items()]
     return Table(["network", "parameters", *([error_name] if error else [])], rows, note=note)
 
@@ -790,18 +784,23 @@ def _median_response(runs: list[dict[str, float]], suffix: str = "") -> float:
     return sum(statistics.median(v for k, v in r.items() if k.endswith(suffix)) for r in runs) / len(runs)
 
 
+def _require_responses(responses: dict[str, list[dict[str, float]]]) -> None:
+    """Refuse an empty network list or a network without responses (instead of a ZeroDivisionError)."""
+    empty = [name for name, runs in responses.items() if not runs or not all(runs)]
+    if not responses or empty:
+        raise ValueError(f"no stored responses for {', '.join(empty) or 'any network'}: each network needs a list "
+                         "of layer_responses results (Runs.analyses('responses', label) is empty for runs stored "
+                         "without that analysis)")
+
+
 def response_table(responses: dict[str, list[dict[str, float]]], *, note: str = ""):
     """Paper Fig. 7 in numbers: per network (a list of :func:`layer_responses` results, one per run
     or trained net), the median over its 3x3 layers of the response std (mean over runs), the
     smallest and largest layer over all runs, and the medians of the first BN of each block and of
     the second (the end of the residual branch, ``F(x)`` in a ResNet)."""
-    from .tables import Table
-
-    rows = []
-    for name, runs in responses.items():
-        med = functools.partial(_median_response, runs)
-        rows.append([name, len(runs), f"{med():.3f}", f"{min(min(r.values()) for r in runs):.2f}",
-                     f"{max(max(r.values()) for r in runs):.2f}", f"{med('bn1'):.3f}", f"{med('bn2'):.3f}"])
+    facts = response_facts(responses)
+    rows = [[name, len(runs), *(facts[f"{name}-{k}"] for k in ("median", "min", "max", "bn1", "bn2"))]
+            for name, runs in responses.items()]
     return Table(["network", "nets", "median", "min", "max", "1st BN", "2nd BN = F"],
                  rows, caption="Std of the 3×3 layers' responses (after BN, before ReLU or addition)",
                  note="median: over a net's layers, averaged over its nets (runs); min and max: over all layers of "
@@ -821,6 +820,7 @@ def response_facts(responses: dict[str, list[dict[str, float]]], *, above: float
     second BN of each block (the ends of the residual branches); ``trend`` / ``trend-bn2``: the same
     as a phrase for a sentence ('falls at every step from ResNet-20 to ResNet-56', or 'does not fall
     at every step: ...' with the networks ordered by that median, smallest first)."""
+    _require_responses(responses)
     out = {}
     medians = {}
     for name, runs in responses.items():

@@ -191,11 +191,6 @@ def _check_quantities(quantities) -> None:
         raise ValueError(f"unknown quantities {unknown or list(quantities)}; allowed: {', '.join(QUANTITIES)}")
 
 
-def _output_size(conv: nn.Conv2d, height: int, width: int) -> tuple[int, int]:
-    (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-    return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
-
-
 def layer_by_layer(blocks: dict[str, nn.Module], *, size: int = 56) -> Table:
     """Every convolution of each block in ``blocks`` (name -> block, run on one ``size`` x ``size``
     map): kernel, channels, weights and multiply-adds, then the block's total (multiply-adds of the

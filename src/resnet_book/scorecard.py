@@ -602,8 +602,6 @@ def comparison_table(comparisons: list[Comparison], *, caption: str = "", note: 
     """One row per comparison 'first − second' (``b − a``): (at which iteration,) which error (the
     runs' stored running training error or their test error), both means ± std over seeds, the
     difference in points, marked * when beyond seed noise (Welch's t, two-sided 5%), and t."""
-    from .tables import Table
-
     with_steps = any(c.step is not None for c in comparisons)
     rows = []
     for c in comparisons:
@@ -659,13 +657,11 @@ def final_table(*runs: "results.Runs", first_below_level: float | None = None, c
     """Final running training error and test error (mean ± std over seeds, %) of every label of
     the given runs (one budget and data source), and, with ``first_below_level``, the first
     evaluation at which each seed's running training error fell below that level."""
-    from .tables import Table, mean_std
-
     rows = []
     for label, rs, _ in _labels(runs):
         row = [display_name(label)]
         for metric in ("train_error", "test_error"):
-            row.append(mean_std(dict(zip(("mean", "std"), results.mean_std([r["final"][metric] for r in rs])), n=len(rs))))
+            row.append(tables.mean_std(dict(zip(("mean", "std"), results.mean_std([r["final"][metric] for r in rs])), n=len(rs))))
         if first_below_level is not None:
             row.append(", ".join(str(first_below(r, first_below_level)) for r in sorted(rs, key=lambda r: r["seed"])))
         rows.append(row)
@@ -708,8 +704,6 @@ def family_gap_table(plain: "results.Runs", resnet: "results.Runs", depths=(20, 
                      metric: str = "train_error"):
     """Plain against ResNet at each depth (one budget and data source): final ``metric`` of each
     family (mean ± std over seeds, %) and plain − ResNet in points."""
-    from .tables import Table
-
     word = metric.split("_")[0]
     rows = []
     for d, (va, vb, gap) in _gaps(plain, resnet, depths, metric).items():
@@ -872,8 +866,6 @@ def seed_differences_table(differences: dict[str, dict[int, float]], *, referenc
                            caption: str = "", note: str = ""):
     """:func:`seed_differences` as a table: per run (:func:`display_name`), the difference (points)
     in each seed and their mean."""
-    from .tables import Table
-
     rows = [[display_name(name), ", ".join(f"{100 * d:+.1f}" for d in diffs.values()),
              f"{100 * statistics.mean(diffs.values()):+.1f}", ", ".join(map(str, diffs))]
             for name, diffs in differences.items() if diffs]
