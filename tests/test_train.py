@@ -75,6 +75,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny, tm
     cfg = TrainConfig(**SMOKE, lr=1e6, iterations=24)
     with pytest.raises(TrainingDiverged, match="the loss became") as info:
         train(cfg, data=tiny, checkpoint=ckpt, progress=False)
+    assert 1 <= info.value.iteration <= 24 and f"by iteration {info.value.iteration} " in str(info.value)
     if ckpt.exists():  # whatever was kept is a good checkpoint
         state = load_checkpoint(ckpt, cfg)
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -578,12 +579,12 @@ def test_train_or_divergence_returns_the_record_or_the_divergence_and_the_table_
 
     def fake_train(config, **kwargs):
         if config.model == "resnet56":
-            raise train_mod.TrainingDiverged("resnet56: the loss became nan by iteration 7 (lr 0.1); training stopped.")
+            raise train_mod.TrainingDiverged("resnet56: the loss became nan by iteration 7 (lr 0.1); training stopped.", 7)
         return {"step": 24, "curves": {"train_loss": [2.31, 2.05]}, "final": {"train_error": 0.75}}
 
     monkeypatch.setattr(train_mod, "train", fake_train)
     outcomes = {m: train_mod.train_or_divergence(train_mod.TrainConfig(model=m, budget="smoke")) for m in ("plain56", "resnet56")}
-    assert outcomes["resnet56"]["config"]["model"] == "resnet56" and "iteration 7" in outcomes["resnet56"]["diverged"]
+    assert outcomes["resnet56"]["config"]["model"] == "resnet56" and outcomes["resnet56"]["diverged_at"] == 7
     t = train_mod.outcome_table(outcomes)
     assert t.rows == [["plain56", "trained, 24 iterations", "2.31", "2.05", "75.0"],
                       ["resnet56", "diverged at iteration 7", "–", "–", "–"]]

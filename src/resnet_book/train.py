@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -97,7 +96,11 @@ def live_budget() -> str:
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite; ``iteration``: the iteration by which it had."""
+
+    def __init__(self, message: str, iteration: int | None = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
 
 
 class CheckpointError(RuntimeError):
@@ -411,7 +414,8 @@ def _check_finite(config: TrainConfig, state: RunState, step: int, lr: float, mo
     raise TrainingDiverged(
         f"{config.model}: the loss became {what} by iteration {step + 1} (lr {lr:g}); training stopped. "
         + (f"The last good checkpoint is kept at {ckpt_path}." if ckpt_path and ckpt_path.exists() else "No checkpoint was kept.")
-        + " Try a smaller learning rate or the warm-up (warmup='on')."
+        + " Try a smaller learning rate or the warm-up (warmup='on').",
+        step + 1,
     )
 
 
@@ -605,12 +609,13 @@ def run_record(config: TrainConfig, budget: Budget, state: RunState, *, step: in
 
 
 def train_or_divergence(config: TrainConfig, **kwargs) -> dict:
-    """:func:`train` ``config``; if the run diverges, ``{"config": ..., "diverged": message}``
-    instead of the record (for demonstrations that expect some runs to blow up)."""
+    """:func:`train` ``config``; if the run diverges, ``{"config": ..., "diverged": message,
+    "diverged_at": iteration}`` instead of the record (for demonstrations that expect some runs to
+    blow up)."""
     try:
         return train(config, **kwargs)
     except TrainingDiverged as err:
-        return {"config": dataclasses.asdict(config), "diverged": str(err)}
+        return {"config": dataclasses.asdict(config), "diverged": str(err), "diverged_at": err.iteration}
 
 
 def outcome_table(outcomes: dict[str, dict], *, caption: str = "", note: str = ""):
@@ -621,8 +626,8 @@ def outcome_table(outcomes: dict[str, dict], *, caption: str = "", note: str = "
     rows = []
     for name, o in outcomes.items():
         if "diverged" in o:
-            at = re.search(r"by iteration (\d+)", o["diverged"])
-            rows.append([name, f"diverged at iteration {at.group(1)}" if at else "diverged", None, None, None])
+            at = o.get("diverged_at")
+            rows.append([name, f"diverged at iteration {at}" if at else "diverged", None, None, None])
         else:
             loss = o["curves"]["train_loss"]
             rows.append([name, f"trained, {o['step']} iterations", loss[0], loss[-1], f"{100 * o['final']['train_error']:.1f}"])
