@@ -209,6 +209,20 @@ def test_cli_measures_stores_resumes_and_skips(tmp_path, capsys):
     assert "pass --jpeg FOLDER" in capsys.readouterr().err
 
 
+def test_cli_ctrl_c_says_what_an_interrupted_measurement_keeps(tmp_path, capsys, monkeypatch):
+    write_image_folder(tmp_path / "cifar", make_tiny(n_train=10, n_test=20))
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(published, "measure", interrupted)
+    assert cli.main(["measure-published", "--data", str(tmp_path / "cifar"), "--results", str(tmp_path / "res"),
+                     "--quiet", "--kinds", "relu_masked"]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "interrupted; every kind finished is stored, and an unfinished kind's finished networks are kept in its "
+        "<kind>.partial.json: run the same command again to go on from there")
+
+
 # --- the stored measurements (made by `python -m resnet_book measure-published`) ---------------------
 
 def _stored(kind):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import results
 from .data import DATA_ENV, DataNotFoundError, cache_dir, data_source, load_cifar10
-from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, check_time_limit, train
+from .train import BUDGETS, CheckpointError, TrainConfig, TrainingDiverged, check_time_limit, pick_device, train
 
 # --precision fp16 on the CPU, measured with run_bench (ResNet-20, batch 128, one thread, fp32 and fp16 alternating in
 # one process) on the shared 2-core AMD EPYC that builds the book, 2026-12-06: fp16 4.3 images/s in both rounds,
@@ -179,8 +179,7 @@ def _cmd_measure_published(a) -> int:
     if a.threads < 1:
         raise ValueError(f"--threads must be a positive number; got {a.threads}")
     torch.set_num_threads(a.threads)
-    order = ("accuracy", "responses", "relu_masked", "padded_channels", "gradients", "lesions")
-    kinds = [k for k in order if k in (a.kinds or order)]
+    kinds = sorted((k for k in published.KINDS if k in (a.kinds or published.KINDS)), key=lambda k: k == "lesions")
     source = data_source(a.data)
     todo = [k for k in kinds if a.overwrite or not published.path(k, source=source, root=a.results).is_file()]
     for k in kinds:
@@ -195,7 +194,7 @@ def _cmd_measure_published(a) -> int:
             raise ValueError(f"accuracy also tests the nets on the JPEG copy: {jpeg} is not a folder; pass --jpeg FOLDER")
         jpeg = load_cifar10(jpeg, progress=not a.quiet)
     data = load_cifar10(a.data, progress=not a.quiet)
-    device = "cuda" if a.device == "auto" and torch.cuda.is_available() else ("cpu" if a.device == "auto" else a.device)
+    device = pick_device(a.device)
     log = (lambda m: None) if a.quiet else (lambda m: print(m, flush=True))
     for k in todo:
         # net by net, the largest first, progress stored after each (an interrupted run goes on from there)
@@ -348,7 +347,6 @@ def check_batch_fits(model: str, batch_size: int, device: str, precision: str, *
     import torch
 
     from .models.registry import build_model
-    from .train import pick_device
 
     dev = pick_device(device)
     free = _available_memory(dev)
@@ -375,7 +373,6 @@ def check_batch_fits(model: str, batch_size: int, device: str, precision: str, *
 
 def check_precision(precision: str, device: str) -> None:
     """fp16 autocast on a CPU: refused (CPUs have no fast fp16 arithmetic)."""
-    from .train import pick_device
 
     if precision == "fp16" and pick_device(device).type == "cpu":
         raise ValueError("--precision fp16 on a CPU: CPUs have no fast fp16 arithmetic (ResNet-20's training step ran "
@@ -453,4 +450,7 @@ def _what_is_kept(a) -> str:
     if a.command == "reproduce":
         return ("the runs stored so far are kept, and each unfinished run's last checkpoint if one was written: run "
                 "the same command again (stored runs are skipped, a checkpointed run continues)")
+    if a.command == "measure-published":
+        return ("every kind finished is stored, and an unfinished kind's finished networks are kept in its "
+                "<kind>.partial.json: run the same command again to go on from there")
     return "nothing was stored"
