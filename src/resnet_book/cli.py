@@ -346,24 +346,15 @@ def check_batch_fits(model: str, batch_size: int, device: str, precision: str, *
     per image for ResNet-20 on the CPU, 2.3 MB estimated)."""
     import torch
 
+    from .analysis import count_activations
     from .models.registry import build_model
 
     dev = pick_device(device)
     free = _available_memory(dev)
     if free is None:
         return
-    net, floats = build_model(model, **model_kwargs), [0]
-
-    def count(_, __, out):
-        if isinstance(out, torch.Tensor):
-            floats[0] += out.numel()
-
-    hooks = [m.register_forward_hook(count) for m in net.modules() if not list(m.children())]
-    with torch.no_grad():
-        net.eval()(torch.zeros(1, 3, 32, 32))
-    for h in hooks:
-        h.remove()
-    per_image = floats[0] * (2 if dev.type == "cuda" and precision != "fp32" else 4)
+    floats = count_activations(build_model(model, **model_kwargs), torch.zeros(1, 3, 32, 32))
+    per_image = floats * (2 if dev.type == "cuda" and precision != "fp32" else 4)
     if per_image * batch_size > free:
         raise ValueError(f"--batch-size {batch_size:,} does not fit: {model}'s activations need about "
                          f"{per_image * batch_size / 2**30:.1f} GiB at that batch ({per_image / 2**20:.1f} MiB per image), "
