@@ -134,3 +134,11 @@ def test_shortcut_options_count_projections_parameters_and_multiply_adds():
     assert params["ResNet-32", "C"][2:] == [f"{464_154 + 5_600 * 5 - 2_560:,}", "+5.5%", "+4.9%"]
     with pytest.raises(ValueError, match="unknown quantity 'weights'; allowed: projections"):
         costs.shortcut_options("weights")
+
+
+def test_run_labels_and_model_names_are_read_by_the_registry():
+    from resnet_book.costs import _depth
+    from resnet_book.models import display_name
+
+    assert [_depth(x) for x in ("resnet56-B", "plain20", "resnet110", "preresnet164", "resnet32-A")] == [56, 20, 110, 164, 32]
+    assert [display_name(x) for x in ("resnet1202", "plain56", "bottleneck83")] == ["ResNet-1202", "plain-56", "bottleneck83"]

@@ -28,7 +28,7 @@ from torch import nn
 
 from . import analysis, results
 from .analysis import count_macs
-from .models import PAPER_TABLE1_GFLOPS, build_model, cifar_resnet, imagenet_resnet
+from .models import PAPER_TABLE1_GFLOPS, build_model, cifar_resnet, display_name, imagenet_resnet, parse_model_name
 from .tables import Table, relative_change
 from .train import BUDGETS
 
@@ -43,7 +43,8 @@ H100_BENCHMARK = "one NVIDIA H100 80GB, torch 2.11.0+cu130, library commit a35b6
 
 
 def _depth(label: str) -> int:
-    return int(label.removeprefix("plain").removeprefix("resnet"))
+    """The depth of a run label's network ('resnet56-B' -> 56)."""
+    return parse_model_name(label.split("-")[0]).depth
 
 
 def budgets_table() -> Table:
@@ -337,7 +338,7 @@ SHORTCUT_QUANTITIES = ("projections", "parameters", "multiply-adds")
 @functools.lru_cache(maxsize=None)
 def _option_counts(name: str, option: str) -> dict[str, int]:
     model = build_model(name, shortcut=option)
-    size = 32 if name.startswith(("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")) else 224
+    size = 32 if parse_model_name(name).family == "cifar" else 224
     x = torch.zeros(1, 3, size, size)
     return {"projections": sum(isinstance(b.downsample, nn.Sequential) for _, b in analysis.blocks(model)),
             "parameters": analysis.count_parameters(model), "multiply-adds": analysis.count_macs(model, x)}
@@ -349,7 +350,7 @@ def shortcut_options(quantity: str, networks=("resnet20", "resnet32", "resnet56"
     ``"parameters"`` / ``"multiply-adds"`` per image with how many more than with A and than with B."""
     if quantity not in SHORTCUT_QUANTITIES:
         raise ValueError(f"unknown quantity {quantity!r}; allowed: {', '.join(SHORTCUT_QUANTITIES)}")
-    names = {n: f"ResNet-{n[6:]}" for n in networks}
+    names = {n: display_name(n) for n in networks}
     if quantity == "projections":
         return Table(["network", *(f"option {o}" for o in "ABC")],
                      [[names[n], *(_option_counts(n, o)["projections"] for o in "ABC")] for n in networks],

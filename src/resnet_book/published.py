@@ -65,6 +65,7 @@ import torch
 
 from . import analysis, results, weights
 from .data import CIFAR10, SOURCES, load_cifar10
+from .models import display_name
 from .train import error_rate
 
 KINDS = ("accuracy", "responses", "lesions", "relu_masked", "gradients", "padded_channels")
@@ -277,7 +278,7 @@ def describe(record: dict, net: str | None = None) -> str:
     unknown = [n for n in nets if n not in record["nets"]]
     if unknown:
         raise ValueError(f"{unknown[0]!r} is not in this {record['kind']!r} measurement; it holds {', '.join(record['nets'])}")
-    names = ", ".join(f"ResNet-{n.removeprefix('resnet')}" for n in nets)
+    names = ", ".join(display_name(n) for n in nets)
     data, prov = record["data"], record["provenance"]
     return (f"{names} {record['credit']}; measured by this book's code on {data['images']:,} test images of "
             f"{data['source']} ({results.device_label(prov['device'])}, torch {prov['torch']})")

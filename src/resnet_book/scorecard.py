@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import results, tables
+from .models.registry import display_name
 from .results import mean_std
 from .tables import Table
 
@@ -552,14 +553,6 @@ def shared_source(*runs: "results.Runs", budget: str) -> str | None:
 
 # --- the chapters' comparisons of stored runs, as tables ------------------------------------------
 
-def display_name(label: str) -> str:
-    """How the book writes a run label: 'plain20' -> 'plain-20', 'resnet56-B' -> 'ResNet-56-B'."""
-    for family, name in (("preresnet", "pre-act ResNet"), ("resnet", "ResNet"), ("plain", "plain")):
-        if label.startswith(family) and label[len(family):][:1].isdigit():
-            return f"{name}-{label[len(family):]}"
-    return label
-
-
 def first_below(record: dict, level: float = 0.85, key: str = "train_error") -> int | None:
     """The first evaluation step at which a run's stored curve ``key`` is below ``level`` (``None``
     if it never is): how long a run stays near chance (90% error on CIFAR-10)."""
@@ -887,7 +880,7 @@ def published_beside_table6(record: dict) -> Table:
     or ``measure`` of kind ``accuracy``)."""
     nets, data = _published_nets(record), record["data"]
     source = data["source"]
-    rows = [[f"ResNet-{name.removeprefix('resnet')}", f"{net['paper_error_pct']:.2f}", f"{net['published_error_pct']:.2f}",
+    rows = [[display_name(name), f"{net['paper_error_pct']:.2f}", f"{net['published_error_pct']:.2f}",
              f"{100 * net['test_error'][source]:.2f}"] for name, net in nets.items()]
     images = f"{data['images']:,} test images" if data.get("subset", "all") == "all" else data["subset"]
     return Table(["network", "paper, Table 6", "re-implementation, its README", "measured here"], rows,
@@ -910,7 +903,7 @@ def published_jpeg_cost(record: dict) -> Table:
                          f"(measure(..., also_on=...), n_images=None); got {source} and {others or 'no other copy'}, "
                          f"{data.get('subset', 'all')}")
     other = others[0]
-    rows = [[f"ResNet-{name.removeprefix('resnet')}", f"{100 * net['test_error'][source]:.2f}",
+    rows = [[display_name(name), f"{100 * net['test_error'][source]:.2f}",
              f"{100 * net['test_error'][other]:.2f}",
              f"{100 * (net['test_error'][other] - net['test_error'][source]):+.2f}"] for name, net in nets.items()]
     return Table(["network", source, other, "difference (points)"], rows, align="lrrr",

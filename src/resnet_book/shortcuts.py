@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import analysis
-from .models import cifar_resnet
+from .models import cifar_resnet, display_name
 from .tables import Table
 
 
@@ -66,7 +66,7 @@ def padded_channel_table(record: dict, *, nets: Iterable[str] | None = None) -> 
         if net in keep:
             for group in ("copied", "padded"):
                 g = b[group]
-                rows.append([f"ResNet-{net[6:]}", name, f"{group} ({len(b['channels'][group])})",
+                rows.append([display_name(net), name, f"{group} ({len(b['channels'][group])})",
                              f"{g['out_std']:.2f}", f"{100 * g['out_zero_share']:.0f}%",
                              f"{statistics.mean(abs(v) for v in g['gamma']):.2f}"])
     data = record["data"]

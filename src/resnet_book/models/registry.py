@@ -46,6 +46,15 @@ class ModelSpec:
         return 10 if self.family == "cifar" else 1000
 
 
+def display_name(label: str) -> str:
+    """How the book writes a model name or run label: 'plain20' -> 'plain-20', 'resnet56-B' ->
+    'ResNet-56-B', 'preresnet110' -> 'pre-act ResNet-110'; anything else is returned as it is."""
+    for family, name in (("preresnet", "pre-act ResNet"), ("resnet", "ResNet"), ("plain", "plain")):
+        if label.startswith(family) and label[len(family):][:1].isdigit():
+            return f"{name}-{label[len(family):]}"
+    return label
+
+
 def parse_model_name(name: object) -> ModelSpec:
     """Decode a model name; one ValueError naming the allowed forms if it is not one."""
     m = _NAME.match(name) if isinstance(name, str) else None
