@@ -32,6 +32,7 @@ PAPER_CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
 # Paper Table 6: CIFAR-10 test error (%) of the ResNets after the full recipe (Sec. 4.2). For
 # ResNet-110 the paper gives the best of 5 runs, 6.43, and their mean and std, 6.61 +- 0.16.
 PAPER_TABLE6_TEST_ERROR: dict[int, float] = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+PAPER_RESNET110_MEAN_STD: tuple[float, float] = (6.61, 0.16)  # Table 6, over 5 runs
 
 
 def check_num_classes(num_classes: object) -> int:
