@@ -327,8 +327,10 @@ def test_unrolled_stage_is_exact_for_the_pre_activation_unit_and_clipped_for_the
     t = analysis.unrolled_table({"pre": a, "orig": b})
     assert t.columns == ["unit", "Eq. 4 gap", "x_i = 0 (%)", "x_i + F < 0 (%)"]
     assert t.rows[0][3] == "–" and t.rows[1][3] == f"{100 * min(b['clipped']):.0f}–{100 * max(b['clipped']):.0f}"
-    with pytest.raises(ValueError, match="residual units"):
-        analysis.unrolled_stage(cifar_resnet(20, residual=False), x)
+    from resnet_book.models import build_model
+    for other in (cifar_resnet(20, residual=False), build_model("resnet34"), build_model("bottleneck83")):
+        with pytest.raises(ValueError, match="residual units with identity shortcuts"):
+            analysis.unrolled_stage(other, x)
 
 
 def test_profile_ratios_and_tables():

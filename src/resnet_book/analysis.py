@@ -198,11 +198,15 @@ def unrolled_stage(model: nn.Module, x: Tensor) -> dict:
     entries of ``x_i`` that are exactly 0) and ``clipped`` (share of ``x_i + F(x_i)`` below 0, which
     the original unit's ReLU after the addition sets to 0; ``None`` for the pre-activation unit,
     which has nothing after the addition)."""
+    from .models.cifar import CifarResNet
+
     units = getattr(model, "layer1", None)
-    if not isinstance(units, nn.Sequential) or not all(is_block(u) and u.residual for u in units):
-        raise ValueError("unrolled_stage needs a residual network whose stage 1 (layer1) is a sequence of "
-                         "residual units, e.g. cifar_resnet(56) or cifar_resnet(56, preact=True)")
-    xs = [model.conv1(x) if model.preact else model.relu(model.bn1(model.conv1(x)))]
+    if not isinstance(model, CifarResNet) or not all(is_block(u) and u.residual and u.downsample is None
+                                                     for u in units):
+        raise ValueError("unrolled_stage needs a CIFAR residual network whose stage 1 (layer1) is a sequence of "
+                         "residual units with identity shortcuts, e.g. cifar_resnet(56) or "
+                         "cifar_resnet(56, preact=True)")
+    xs = [model.stem(x)]
     residuals = []
     for unit in units:
         residuals.append(unit.residual_branch(xs[-1]))
@@ -747,14 +751,10 @@ def lesion_study_over(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
     was_training = model.training
     model.eval()
 
-    def head(h):
-        if model.preact:
-            h = model.relu(model.final_bn(h))
-        return model.fc(model.avgpool(h).flatten(1))
-
+    head = model.head
     try:
         for x, y in batches:
-            h = model.conv1(x) if model.preact else model.relu(model.bn1(model.conv1(x)))
+            h = model.stem(x)
             inputs = []
             for n in names:
                 inputs.append(h)

@@ -116,13 +116,20 @@ class CifarResNet(nn.Module):
             self.inplanes = planes * block.expansion
         return nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.relu(self.bn1(self.conv1(x))) if not self.preact else self.conv1(x)
-        x = self.layer3(self.layer2(self.layer1(x)))
+    def stem(self, x: Tensor) -> Tensor:
+        """The first 3x3 convolution (with its BN and ReLU in the original unit; the pre-activation
+        network leaves them to its first unit)."""
+        return self.conv1(x) if self.preact else self.relu(self.bn1(self.conv1(x)))
+
+    def head(self, x: Tensor) -> Tensor:
+        """From the last stage's output to the logits: (the pre-activation network's final BN and
+        ReLU,) global average pooling and the fully connected layer."""
         if self.preact:
             x = self.relu(self.final_bn(x))
-        x = self.avgpool(x).flatten(1)
-        return self.fc(x)
+        return self.fc(self.avgpool(x).flatten(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.layer3(self.layer2(self.layer1(self.stem(x)))))
 
 
 def cifar_resnet(
