@@ -802,10 +802,12 @@ def pairs_table(pairs: Iterable[tuple[str, str, str, str]], *, budget: str, sour
     """Welch's t for pairs ``(experiment a, label a, experiment b, label b)`` at one budget on one
     data copy: b − a in points of each final error; pairs with fewer than two seeds on either
     side are left out."""
+    pairs = list(pairs)
+    loaded = {e: results.load(e, budget="all", root=root).where(budget=budget, source=source)
+              for e in dict.fromkeys(e for ea, _, eb, _ in pairs for e in (ea, eb))}  # each experiment once
     rows = []
     for ea, a, eb, b in pairs:
-        ra, rb = (results.load(e, budget="all", root=root).where(budget=budget, source=source, label=x).records
-                  for e, x in ((ea, a), (eb, b)))
+        ra, rb = (loaded[e].where(label=x).records for e, x in ((ea, a), (eb, b)))
         for metric in metrics:
             va, vb = _values(ra, metric), _values(rb, metric)
             if len(va) >= 2 and len(vb) >= 2:
