@@ -392,3 +392,12 @@ def test_response_table_and_facts_read_fig_7_in_numbers():
     for empty in ({"plain-x": []}, {"plain-x": plain, "ResNet-x": [{}]}, {}):
         with pytest.raises(ValueError, match="no stored responses for"):
             analysis.response_table(empty)
+
+
+def test_gradient_stage_facts_read_a_profile_stage_by_stage():
+    profile = {"layer1.0": 8.0, "layer1.1": 4.0, "layer2.0": 5.0, "layer2.1": 2.5, "layer3.0": 3.0, "layer3.1": 1.0}
+    facts = analysis.gradient_stage_facts(profile)
+    assert facts == {"stage1-growth": 2.0, "stage2-growth": 2.0, "stage3-growth": 3.0, "cross-min": 0.8,
+                     "cross-max": 2.5 / 3.0, "first-over-second": 2.0, "last-below": 3.0, "inner-spread": 2.0}
+    with pytest.raises(ValueError, match="two or more per stage"):
+        analysis.gradient_stage_facts({"layer1.0": 1.0, "layer2.0": 1.0})

@@ -215,12 +215,12 @@ def test_chapter_3_what_the_prose_reads_off_the_fully_trained_resnets():
 
     profile = published.load("gradients", root=RESULTS)["nets"]["resnet56"]["grad_norm"]
     grad = list(profile.values())
-    stages = {s: [v for b, v in profile.items() if b.startswith(f"layer{s}.")] for s in (1, 2, 3)}
-    growth = {s: v[0] / v[-1] for s, v in stages.items()}
+    facts = analysis.gradient_stage_facts(profile)
+    growth = {s: facts[f"stage{s}-growth"] for s in (1, 2, 3)}
     assert max(growth, key=growth.get) == 3 and min(growth.values()) > 1 and grad[0] > grad[-1]
-    assert grad[0] > grad[1] and grad[-2] / grad[-1] == max(a / b for a, b in zip(grad, grad[1:]))
-    assert all(stages[s][-1] < stages[s + 1][0] for s in (1, 2))  # steps down into an earlier stage
-    tail = stages[3][-4:]
+    assert facts["first-over-second"] > 1 and facts["last-below"] == max(a / b for a, b in zip(grad, grad[1:]))
+    assert facts["cross-max"] < 1  # steps down into an earlier stage
+    tail = grad[-4:]
     assert all(a > b for a, b in zip(tail, tail[1:]))  # fastest over the last blocks of stage 3
     masked = published.load("relu_masked", root=RESULTS)["nets"]["resnet56"]["negative_share"]
     stage = {s: [v for b, v in masked.items() if b.startswith(s + ".")] for s in ("layer1", "layer2", "layer3")}

@@ -28,6 +28,7 @@ import math
 import random
 import statistics
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -393,6 +394,28 @@ def gradient_profiles(named: dict[str, dict | list[dict]]) -> dict[str, dict[str
     return {name: one(p) for name, p in named.items()}
 
 
+def gradient_stage_facts(profile: dict[str, float]) -> dict[str, float]:
+    """One gradient profile of a CIFAR ResNet (block name ``layer<s>.<i>`` -> gradient norm, input
+    side first) stage by stage: ``stage<s>-growth``, the first block of stage ``s`` over its last
+    (above 1: the gradient grows towards the input across the stage); ``cross-min`` / ``cross-max``,
+    over the stage boundaries, the last block of a stage over the next stage's first (below 1: the
+    gradient steps down where it passes into the earlier stage); ``first-over-second``,
+    ``last-below`` (the second-to-last block over the last) and ``inner-spread`` (largest over
+    smallest, ends left out)."""
+    stages: dict[int, list[float]] = defaultdict(list)
+    for name, value in profile.items():
+        stages[int(name.split(".")[0].removeprefix("layer"))].append(value)
+    if len(stages) < 2 or any(len(v) < 2 for v in stages.values()):
+        raise ValueError(f"expected a profile of layer<s>.<i> blocks, two or more per stage, in two or more stages; "
+                         f"got {list(profile)[:4]}...")
+    g, order = list(profile.values()), sorted(stages)
+    crossings = [stages[s][-1] / stages[t][0] for s, t in zip(order, order[1:])]
+    return {**{f"stage{s}-growth": v[0] / v[-1] for s, v in stages.items()},
+            "cross-min": min(crossings), "cross-max": max(crossings),
+            "first-over-second": g[0] / g[1], "last-below": g[-2] / g[-1],
+            "inner-spread": max(g[1:-1]) / min(g[1:-1])}
+
+
 def gradient_table(profiles: dict[str, dict[str, float]], *, caption: str = "", note: str = "") -> Table:
     """One row per gradient profile (block -> gradient norm, e.g. :func:`gradient_profiles`): the
     first block's norm over the last block's, and the largest block's over the smallest's."""
@@ -542,6 +565,7 @@ def size_table(depths: Iterable[int], *, residual: Iterable[bool] = (False,)):
     each depth ``6n + 2`` and each family (plain, ResNet), n, the weighted layers (convolutions
     and the classifier) and the parameters."""
     from .models import cifar_resnet
+
     rows = []
     for res in residual:
         for depth in depths:
@@ -751,7 +775,6 @@ def lesion_study_over(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
     was_training = model.training
     model.eval()
 
-    head = model.head
     try:
         for x, y in batches:
             h = model.stem(x)
@@ -759,7 +782,7 @@ def lesion_study_over(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
             for n in names:
                 inputs.append(h)
                 h = table[n](h)
-            wrong_intact += int((head(h).argmax(1) != y).sum())
+            wrong_intact += int((model.head(h).argmax(1) != y).sum())
             total += len(y)
             for c, dropped in enumerate(configs):
                 first = min(names.index(n) for n in dropped)
@@ -767,7 +790,7 @@ def lesion_study_over(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
                     h = inputs[first]
                     for n in names[first:]:
                         h = table[n](h)
-                    wrong[c] += int((head(h).argmax(1) != y).sum())
+                    wrong[c] += int((model.head(h).argmax(1) != y).sum())
     finally:
         model.train(was_training)
     if not total:
@@ -837,16 +860,12 @@ def response_facts(responses: dict[str, list[dict[str, float]]], *, above: float
                 f"{name}-above-max": ", ".join(f"{max(r.values()):.1f}" for r in runs),
                 f"{name}-above-stage1": "yes" if all(k.startswith("layer1") for b in big for k in b) else "no",
                 f"{name}-argmax": ", ".join(dict.fromkeys(max(r, key=r.get) for r in runs))}
-    values = list(medians.values())
-    ends = [_median_response(runs, "bn2") for runs in responses.values()]
+    ends = {name: _median_response(runs, "bn2") for name, runs in responses.items()}
     out["order"] = ", ".join(sorted(medians, key=medians.get))
-    out["monotone"] = "yes" if all(a > b for a, b in zip(values, values[1:])) else "no"
-    out["monotone-bn2"] = "yes" if all(a > b for a, b in zip(ends, ends[1:])) else "no"
-    names = list(responses)
-    for key, vals in (("trend", values), ("trend-bn2", ends)):
-        if out[key.replace("trend", "monotone")] == "yes":
-            out[key] = f"falls at every step from {names[0]} to {names[-1]}"
-        else:
-            by = dict(zip(names, vals))
-            out[key] = "does not fall at every step (smallest first: " + ", ".join(sorted(by, key=by.get)) + ")"
+    for suffix, by in (("", medians), ("-bn2", ends)):
+        values, names = list(by.values()), list(by)
+        falls = all(a > b for a, b in zip(values, values[1:]))
+        out[f"monotone{suffix}"] = "yes" if falls else "no"
+        out[f"trend{suffix}"] = (f"falls at every step from {names[0]} to {names[-1]}" if falls else
+                                 "does not fall at every step (smallest first: " + ", ".join(sorted(by, key=by.get)) + ")")
     return out

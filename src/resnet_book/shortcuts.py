@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable
 
@@ -118,7 +119,7 @@ def padded_channel_facts(record: dict, *, small: float = 0.01) -> dict[str, str]
                   "collapsed": str(len(gone)), "padded-channels": str(len(padded_gamma)),
                   "collapsed-blocks": str(sum(any(cs) for cs in collapsed)),
                   "collapsed-gamma-max": f"{max(gone):.3f}" if gone else "–",
-                  "live-gamma-min": f"{min(g for g, c in padded_gamma if not c):.2f}",
+                  "live-gamma-min": f"{min((g for g, c in padded_gamma if not c), default=math.nan):.2f}",
                   "copied-gamma-min": f"{min(copied_gamma):.2f}",
                   "copied-collapsed": str(sum(g < small for g in copied_gamma)),
                   "images": f"{record['data']['images']:,}", "nets": str(len(record["nets"]))}
